@@ -1,0 +1,33 @@
+# Every target creates .venv and installs the project when needed; nothing but packages is downloaded.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+
+.PHONY: demo test lint ui bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/green-pipeline demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check green_pipeline assets sensors tests bench
+	$(BIN)/ruff format --check green_pipeline assets sensors tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+ui: $(STAMP)
+	$(BIN)/green-pipeline ui
+
+bench: $(STAMP)
+	$(BIN)/python bench/retraining.py
+
+clean:
+	rm -rf $(VENV) .dagster .green_pipeline

@@ -1,0 +1,48 @@
+"""Ingestion group: read a batch file from the data URL, then validate it against the model's schema."""
+
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, Output
+
+from green_pipeline import files
+from green_pipeline.assets.metering import metered_asset
+from green_pipeline.assets.partitions import batch_partitions
+from green_pipeline.data import read_batch
+from green_pipeline.resources import DatasetResource, ModelStoreResource
+from green_pipeline.schema import infer_schema
+from green_pipeline.validation import validate_batch
+
+
+@metered_asset(partitions_def=batch_partitions, group_name="ingestion", io_manager_key="artifact_io_manager")
+def ingested_batch(context: AssetExecutionContext, dataset: DatasetResource) -> Output[pd.DataFrame]:
+    """The batch file of this partition, read as it is from the data folder or s3:// prefix."""
+    frame = read_batch(dataset.data_url, context.partition_key, dataset.storage_options())
+    source = files.join(dataset.data_url, context.partition_key)
+    return Output(
+        frame,
+        metadata={"rows": len(frame), "columns": len(frame.columns), "source": MetadataValue.path(source)},
+    )
+
+
+@metered_asset(partitions_def=batch_partitions, group_name="ingestion", io_manager_key="artifact_io_manager")
+def validated_batch(
+    context: AssetExecutionContext,
+    ingested_batch: pd.DataFrame,
+    dataset: DatasetResource,
+    model_store: ModelStoreResource,
+) -> Output[pd.DataFrame]:
+    """The batch checked against the serving model's schema (or the dataset config for the first model)."""
+    source = files.join(dataset.data_url, context.partition_key)
+    champion = model_store.store().load_current()
+    schema = champion.schema if champion else infer_schema(ingested_batch, dataset.spec(), source)
+    clean, report = validate_batch(ingested_batch, schema, source)
+    for warning in report.warnings:
+        context.log.warning(f"{source}: {warning}")
+    return Output(
+        clean,
+        metadata={
+            "rows": report.rows,
+            "feature_columns": report.columns,
+            "positive_rate": report.positive_rate,
+            "warnings": MetadataValue.json(list(report.warnings)),
+        },
+    )

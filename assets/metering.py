@@ -1,0 +1,53 @@
+"""``metered_asset``: the only way this project declares an asset, so none can skip energy measurement.
+
+It wraps the body in codecarbon (``green_pipeline.energy``) and merges the figures into the metadata of
+every output. A body may return a value or an ``Output``, or yield nothing to skip its materialization.
+"""
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from dagster import AssetsDefinition, Output, asset
+
+from green_pipeline.energy import measure_energy
+from green_pipeline.resources import EnergyResource
+
+ENERGY_RESOURCE_PARAM = "energy"
+
+
+def metered_asset(**asset_kwargs: Any) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+    def decorator(body: Callable[..., Any]) -> AssetsDefinition:
+        @functools.wraps(body)
+        def measured(*args: Any, **kwargs: Any) -> Iterator[Output[Any]]:
+            energy: EnergyResource = kwargs.pop(ENERGY_RESOURCE_PARAM)
+            with measure_energy(energy.settings()) as measurement:
+                outputs = list(_outputs_of(body(*args, **kwargs)))
+            assert measurement.report is not None
+            energy_metadata = measurement.report.as_metadata()
+            for output in outputs:
+                yield output.with_metadata({**output.metadata, **energy_metadata})
+
+        signature = inspect.signature(body)
+        energy_param = inspect.Parameter(
+            ENERGY_RESOURCE_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=EnergyResource
+        )
+        measured.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*signature.parameters.values(), energy_param],
+            return_annotation=inspect.Signature.empty,
+        )
+        measured.__annotations__ = {}
+        return asset(**asset_kwargs)(measured)
+
+    return decorator
+
+
+def _outputs_of(result: Any) -> Iterator[Output[Any]]:
+    if inspect.isgenerator(result):
+        for item in result:
+            yield item if isinstance(item, Output) else Output(item)
+    elif isinstance(result, Output):
+        yield result
+    else:
+        yield Output(result)

@@ -1,0 +1,1 @@
+"""green-pipeline: drift-gated, energy-measured retraining of a LightGBM model as a Dagster code location."""

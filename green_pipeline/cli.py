@@ -1,0 +1,215 @@
+"""The ``green-pipeline`` command: generate data, run the pipeline, compare with always-retrain, read the ledger.
+
+Runs go to the Dagster instance in ``$DAGSTER_HOME`` (default ``.dagster/`` here), so ``dagster dev``
+shows the same runs and energy metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from green_pipeline.data import StreamSpec, list_batches, write_stream
+from green_pipeline.errors import GreenPipelineError
+from green_pipeline.ledger import all_entries, totals
+from green_pipeline.report import OUTCOME_HEADER, ledger_table, mean_served_auc, outcome_row, totals_row
+from green_pipeline.resources import DEFAULT_ROOT
+from green_pipeline.runner import (
+    BatchOutcome,
+    load_config_file,
+    process_batches,
+    processed_batches,
+    run_config,
+)
+
+INSTANCE_CONFIG = "dagster.yaml"
+
+
+def dagster_home() -> Path:
+    """``$DAGSTER_HOME`` (default ``./.dagster``), created with this repository's dagster.yaml if it has none."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster"))).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if Path(INSTANCE_CONFIG).is_file() and not (home / INSTANCE_CONFIG).exists():
+        shutil.copyfile(INSTANCE_CONFIG, home / INSTANCE_CONFIG)
+    return home
+
+
+def persistent_instance() -> DagsterInstance:
+    dagster_home()
+    return DagsterInstance.get()
+
+
+def _print_outcomes(
+    outcomes: Sequence[BatchOutcome] | None, instance: DagsterInstance, batches: list[str], config: dict
+) -> list[BatchOutcome]:
+    from green_pipeline.definitions import defs
+
+    print(OUTCOME_HEADER)
+    done = []
+    for outcome in process_batches(defs, instance, batches, config):
+        print(outcome_row(outcome), flush=True)
+        done.append(outcome)
+    return done
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    spec = _stream_spec(args)
+    names = write_stream(spec, args.out)
+    print(f"wrote {len(names)} batches of {spec.rows_per_day} rows to {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    spec = _stream_spec(args)
+    root = Path(DEFAULT_ROOT)
+    for part in ("data", "store", "artifacts"):
+        shutil.rmtree(root / part, ignore_errors=True)
+    names = write_stream(spec, str(root / "data"))
+    print(
+        f"Generated {len(names)} daily batches of {spec.rows_per_day} rows in {root / 'data'} "
+        f"(covariate shift from day {spec.covariate_shift_day}, concept drift from day {spec.concept_drift_day}).\n"
+    )
+    instance = persistent_instance()
+    print("Drift-gated pipeline (Dagster instance in $DAGSTER_HOME):")
+    gated = _print_outcomes(None, instance, names, run_config({}))
+    print(totals_row("drift-gated", gated), "\n")
+    if len(gated) != len(names):
+        return 1
+
+    print("Always-retrain baseline (same job, gate forced open, ephemeral instance):")
+    with tempfile.TemporaryDirectory() as scratch, DagsterInstance.ephemeral() as baseline_instance:
+        config = run_config(
+            {
+                "model_store": {"store_url": f"{scratch}/store"},
+                "artifacts": {"base_url": f"{scratch}/artifacts"},
+                "policy": {"always_retrain": True},
+            }
+        )
+        baseline = _print_outcomes(None, baseline_instance, names, config)
+    print(totals_row("always-retrain", baseline), "\n")
+    print(_comparison(gated, baseline), "\n")
+    print(ledger_table("Energy ledger of this instance, per asset:", totals(all_entries(instance), by="asset")))
+    return 0 if len(baseline) == len(names) else 1
+
+
+def _comparison(gated: Sequence[BatchOutcome], baseline: Sequence[BatchOutcome]) -> str:
+    gated_kwh = sum(o.energy_kwh for o in gated)
+    baseline_kwh = sum(o.energy_kwh for o in baseline)
+    ratio = f"{gated_kwh / baseline_kwh:.3f}" if baseline_kwh else "unmeasured"
+    gated_auc, baseline_auc = mean_served_auc(gated), mean_served_auc(baseline)
+    delta = "n/a" if gated_auc is None or baseline_auc is None else f"{gated_auc - baseline_auc:+.4f}"
+    return f"Energy drift-gated / always-retrain = {ratio}; mean served AUC drift-gated minus always-retrain = {delta}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load_config_file(args.config) if args.config else {}
+    settings.setdefault("dataset", {}).update({"data_url": args.data, "label": args.label})
+    settings.setdefault("model_store", {})["store_url"] = args.store
+    if args.artifacts:
+        settings.setdefault("artifacts", {})["base_url"] = args.artifacts
+    instance = persistent_instance()
+    done = processed_batches(instance)
+    pending = [name for name in list_batches(args.data) if name not in done]
+    if not pending:
+        print(f"every batch under {args.data} is already processed")
+        return 0
+    outcomes = _print_outcomes(None, instance, pending, run_config(settings))
+    print(totals_row("total", outcomes))
+    return 0 if len(outcomes) == len(pending) and outcomes[-1].success else 1
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    entries = list(all_entries(persistent_instance()))
+    by_asset, by_run = totals(entries, by="asset"), totals(entries, by="run_id")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "by_asset": [dataclasses.asdict(t) for t in by_asset],
+                    "by_run": [dataclasses.asdict(t) for t in by_run],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(ledger_table("Per asset:", by_asset))
+    print()
+    print(ledger_table("Per run:", by_run))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    dagster_home()
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "--host", args.host, "--port", str(args.port)])
+    return 0  # unreachable: execv replaces the process
+
+
+def _stream_spec(args: argparse.Namespace) -> StreamSpec:
+    return StreamSpec(
+        days=args.days,
+        rows_per_day=args.rows_per_day,
+        seed=args.seed,
+        covariate_shift_day=args.covariate_shift_day,
+        concept_drift_day=args.concept_drift_day,
+        file_format=getattr(args, "format", "parquet"),
+    )
+
+
+def _add_stream_options(parser: argparse.ArgumentParser) -> None:
+    defaults = StreamSpec()
+    parser.add_argument("--days", type=int, default=defaults.days)
+    parser.add_argument("--rows-per-day", type=int, default=defaults.rows_per_day)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--covariate-shift-day", type=int, default=defaults.covariate_shift_day)
+    parser.add_argument("--concept-drift-day", type=int, default=defaults.concept_drift_day)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="green-pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="write the built-in stream of daily batch files")
+    generate.add_argument("--out", default=f"{DEFAULT_ROOT}/data", help="folder or s3:// prefix")
+    generate.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    _add_stream_options(generate)
+    generate.set_defaults(handler=cmd_generate)
+    demo = commands.add_parser("demo", help="generate, run every batch, compare with always-retrain")
+    _add_stream_options(demo)
+    demo.set_defaults(handler=cmd_demo)
+    run = commands.add_parser("run", help="process every batch under --data not processed yet, in order")
+    run.add_argument("--data", required=True, help="folder, file:// or s3:// URL holding batch files")
+    run.add_argument("--store", required=True, help="model store URL")
+    run.add_argument("--label", required=True, help="label column of the batches")
+    run.add_argument("--artifacts", help="where step outputs and reports go (default .green_pipeline/artifacts)")
+    run.add_argument("--config", help="YAML/JSON file: sections dataset, model_store, artifacts, policy, energy")
+    run.set_defaults(handler=cmd_run)
+    ledger = commands.add_parser("ledger", help="energy and CO2 per asset and per run from the event log")
+    ledger.add_argument("--json", action="store_true")
+    ledger.set_defaults(handler=cmd_ledger)
+    ui = commands.add_parser("ui", help="start the Dagster UI on this instance")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except GreenPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The code location: every asset, job, sensor, schedule and resource of green-pipeline in one place."""
+
+from dagster import Definitions
+
+from green_pipeline.assets.compression import compressed_model
+from green_pipeline.assets.deployment import deployed_model
+from green_pipeline.assets.ingestion import ingested_batch, validated_batch
+from green_pipeline.assets.jobs import green_pipeline_job, monitoring_job, retraining_job
+from green_pipeline.assets.monitoring import drift_report
+from green_pipeline.assets.training import model_evaluation, retrained_model
+from green_pipeline.resources import (
+    ArtifactIOManager,
+    ArtifactStorage,
+    DatasetResource,
+    EnergyResource,
+    ModelStoreResource,
+    ObjectStorage,
+    RetrainPolicy,
+)
+from green_pipeline.sensors.drift import drift_retraining_sensor
+from green_pipeline.sensors.new_data import new_batch_sensor
+from green_pipeline.sensors.schedules import daily_pipeline_schedule
+
+
+def build_resources() -> dict[str, object]:
+    """Resources with demo defaults; run config (or the CLI's --config file) overrides any field."""
+    storage = ObjectStorage()
+    artifacts = ArtifactStorage(storage=storage)
+    return {
+        "object_storage": storage,
+        "artifacts": artifacts,
+        "artifact_io_manager": ArtifactIOManager(artifacts=artifacts),
+        "dataset": DatasetResource(storage=storage),
+        "model_store": ModelStoreResource(storage=storage),
+        "energy": EnergyResource(),
+        "policy": RetrainPolicy(),
+    }
+
+
+defs = Definitions(
+    assets=[
+        ingested_batch,
+        validated_batch,
+        drift_report,
+        retrained_model,
+        model_evaluation,
+        compressed_model,
+        deployed_model,
+    ],
+    jobs=[green_pipeline_job, monitoring_job, retraining_job],
+    sensors=[new_batch_sensor, drift_retraining_sensor],
+    schedules=[daily_pipeline_schedule],
+    resources=build_resources(),
+)

@@ -1,0 +1,31 @@
+"""The exceptions green-pipeline raises: each names the file, column or setting at fault."""
+
+from __future__ import annotations
+
+
+class GreenPipelineError(Exception):
+    """Base class: anything the pipeline refuses on purpose, with a message saying what to do."""
+
+
+class InvalidConfigError(GreenPipelineError):
+    """A setting is missing, unknown or out of range."""
+
+
+class InvalidBatchError(GreenPipelineError):
+    """A batch file cannot be used: unreadable, empty, or not matching the dataset schema."""
+
+
+class DriftDetectionError(GreenPipelineError):
+    """Evidently could not compare the batch with the reference data."""
+
+
+class TrainingError(GreenPipelineError):
+    """A model could not be trained on the data given (e.g. a single class in the labels)."""
+
+
+class StoreError(GreenPipelineError):
+    """The model store cannot serve the request (no such version, nothing deployed yet)."""
+
+
+class StoreIntegrityError(StoreError):
+    """A stored file does not match its recorded checksum: it is refused, never loaded."""

@@ -1,0 +1,47 @@
+"""Judging a new batch against the serving model: Evidently drift, champion quality, and the decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from green_pipeline.drift import DriftResult, detect_drift, no_reference
+from green_pipeline.evaluation import auc
+from green_pipeline.policy import QualityDrop, decide_retraining
+from green_pipeline.records import DriftAssessment
+from green_pipeline.store import DeployedModel
+
+
+@dataclass(frozen=True)
+class MonitoringThresholds:
+    drift_share: float
+    quality_drop_auc: float
+    always_retrain: bool = False
+
+
+def assess_batch(
+    batch: str, frame: pd.DataFrame, champion: DeployedModel | None, thresholds: MonitoringThresholds
+) -> tuple[DriftAssessment, str | None]:
+    """Drift vs the champion's reference data and the champion's AUC on the batch; returns the HTML report too."""
+    html: str | None = None
+    drift: DriftResult
+    quality: QualityDrop | None = None
+    if champion is None:
+        drift = no_reference(len(frame), thresholds.drift_share)
+    else:
+        drift, html = detect_drift(frame, champion.reference, champion.schema, thresholds.drift_share)
+        deployed_auc = champion.metadata.get("metrics", {}).get("test_auc")
+        if deployed_auc is not None and frame[champion.schema.label].nunique() > 1:
+            batch_auc = auc(champion.booster, frame, champion.schema)
+            quality = QualityDrop(float(deployed_auc), batch_auc, thresholds.quality_drop_auc)
+    assessment = DriftAssessment(
+        batch=batch,
+        drift=drift,
+        decision=decide_retraining(drift, champion is not None, quality, thresholds.always_retrain),
+        champion_version=champion.version if champion else None,
+        champion_auc=quality.batch_auc if quality else None,
+        champion_deployed_auc=quality.deployed_auc if quality else None,
+        report_url=None,
+    )
+    return assessment, html

@@ -1,0 +1,199 @@
+"""Dagster resources: where data, models and artefacts live, energy settings, and the retrain policy.
+
+Defaults make the built-in demo work from the repository root; secrets come only through ``EnvVar``.
+"""
+
+import dataclasses
+import io
+import json
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    InputContext,
+    OutputContext,
+    ResourceDependency,
+)
+from pydantic import Field, TypeAdapter
+
+from green_pipeline import files
+from green_pipeline.energy import EnergySettings
+from green_pipeline.errors import GreenPipelineError
+from green_pipeline.monitoring import MonitoringThresholds
+from green_pipeline.records import RECORD_TYPES
+from green_pipeline.schema import DatasetSpec
+from green_pipeline.store import ModelStore
+from green_pipeline.training import TrainingSettings
+
+DEFAULT_ROOT = ".green_pipeline"
+
+
+class ObjectStorage(ConfigurableResource):
+    """Endpoint and credentials for s3:// URLs; local paths ignore them. Pass secrets as EnvVar."""
+
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+    def options_for(self, url: str) -> dict[str, Any]:
+        if not url.startswith(("s3://", "s3a://")):
+            return {}
+        client_kwargs = {
+            k: v for k, v in {"endpoint_url": self.endpoint_url, "region_name": self.region_name}.items() if v
+        }
+        options: dict[str, Any] = {"client_kwargs": client_kwargs}
+        if self.access_key_id and self.secret_access_key:
+            options |= {"key": self.access_key_id, "secret": self.secret_access_key}
+        return options
+
+
+class DatasetResource(ConfigurableResource):
+    """Where batches arrive (folder or s3:// prefix) and which columns are label, features, categoricals."""
+
+    data_url: str = f"{DEFAULT_ROOT}/data"
+    label: str = "churned"
+    features: list[str] | None = None
+    categorical: list[str] | None = None
+    storage: ResourceDependency[ObjectStorage]
+
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec(
+            label=self.label,
+            features=tuple(self.features) if self.features is not None else None,
+            categorical=tuple(self.categorical) if self.categorical is not None else None,
+        )
+
+    def storage_options(self) -> dict[str, Any]:
+        return self.storage.options_for(self.data_url)
+
+
+class ModelStoreResource(ConfigurableResource):
+    """The versioned model store (local path or s3:// URL) and the name of the model in it."""
+
+    store_url: str = f"{DEFAULT_ROOT}/store"
+    model_name: str = "churn"
+    storage: ResourceDependency[ObjectStorage]
+
+    def store(self) -> ModelStore:
+        return ModelStore(self.store_url, self.model_name, self.storage.options_for(self.store_url))
+
+
+class EnergyResource(ConfigurableResource):
+    """Country (ISO 3166 alpha-3) whose grid carbon intensity codecarbon applies; there is no network lookup."""
+
+    country_iso_code: str = Field(default="FRA", min_length=3, max_length=3)
+    region: str | None = None
+    enabled: bool = True
+
+    def settings(self) -> EnergySettings:
+        return EnergySettings(country_iso_code=self.country_iso_code.upper(), region=self.region, enabled=self.enabled)
+
+
+class RetrainPolicy(ConfigurableResource):
+    """When to retrain, how hard, and what may be deployed."""
+
+    drift_share_threshold: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="Share of drifted feature columns that triggers a retrain."
+    )
+    quality_drop_threshold_auc: float = Field(
+        default=0.05,
+        gt=0.0,
+        le=1.0,
+        description="Drop of the serving model's AUC on a labelled batch (vs at deployment) that triggers a retrain.",
+    )
+    promotion_tolerance_auc: float = Field(
+        default=0.005,
+        ge=0.0,
+        le=0.2,
+        description="How much AUC a challenger may lose to the champion and still be promoted.",
+    )
+    compression_auc_tolerance: float = Field(
+        default=0.005,
+        ge=0.0,
+        le=0.2,
+        description="AUC the compressed model may lose against the uncompressed one.",
+    )
+    always_retrain: bool = Field(
+        default=False, description="Baseline of today's practice: full retrain on every batch."
+    )
+    learning_rate: float = Field(default=0.05, gt=0.0, le=1.0)
+    num_leaves: int = Field(default=31, ge=2, le=1024)
+    max_trees_full: int = Field(default=500, ge=1)
+    max_new_trees_warm_start: int = Field(default=150, ge=1)
+    early_stopping_rounds: int = Field(default=40, ge=1)
+
+    def thresholds(self) -> MonitoringThresholds:
+        return MonitoringThresholds(self.drift_share_threshold, self.quality_drop_threshold_auc, self.always_retrain)
+
+    def training_settings(self) -> TrainingSettings:
+        return TrainingSettings(
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            max_trees_full=self.max_trees_full,
+            max_new_trees_warm_start=self.max_new_trees_warm_start,
+            early_stopping_rounds=self.early_stopping_rounds,
+        )
+
+
+class ArtifactStorage(ConfigurableResource):
+    """Where step outputs and reports of runs are kept (local path or s3:// URL)."""
+
+    base_url: str = f"{DEFAULT_ROOT}/artifacts"
+    storage: ResourceDependency[ObjectStorage]
+
+    def url(self, *parts: str) -> str:
+        return files.join(self.base_url, *parts)
+
+    def write(self, url: str, payload: bytes) -> None:
+        files.write_bytes_atomic(url, payload, self.storage.options_for(url))
+
+    def read(self, url: str) -> bytes | None:
+        options = self.storage.options_for(url)
+        return files.read_bytes(url, options) if files.exists(url, options) else None
+
+
+class ArtifactIOManager(ConfigurableIOManager):
+    """Stores step outputs as artefacts: DataFrames as Parquet, records as JSON; every write is atomic.
+
+    Dagster's default IO manager pickles and writes in place; this one never unpickles and never
+    leaves a truncated file where the event log says a complete one is.
+    """
+
+    artifacts: ResourceDependency[ArtifactStorage]
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if isinstance(obj, pd.DataFrame):
+            buffer = io.BytesIO()
+            obj.to_parquet(buffer, index=False)
+            payload, suffix = buffer.getvalue(), "parquet"
+        elif dataclasses.is_dataclass(obj) and type(obj).__name__ in RECORD_TYPES:
+            body = TypeAdapter(type(obj)).dump_python(obj, mode="json")
+            payload, suffix = json.dumps({"type": type(obj).__name__, "value": body}).encode(), "json"
+        else:
+            raise GreenPipelineError(f"{context.asset_key.to_user_string()}: cannot store a {type(obj).__name__}.")
+        url = self._url(context, suffix)
+        self.artifacts.write(url, payload)
+        context.add_output_metadata({"artifact_url": url})
+
+    def load_input(self, context: InputContext) -> Any:
+        upstream = context.upstream_output
+        assert upstream is not None, "inputs of this project always come from an upstream asset"
+        for suffix in ("parquet", "json"):
+            payload = self.artifacts.read(self._url(upstream, suffix, context))
+            if payload is not None:
+                if suffix == "parquet":
+                    return pd.read_parquet(io.BytesIO(payload))
+                document = json.loads(payload)
+                return TypeAdapter(RECORD_TYPES[document["type"]]).validate_python(document["value"])
+        raise GreenPipelineError(
+            f"{context.asset_key.to_user_string()}: no stored output under {self.artifacts.base_url}; "
+            "materialize the upstream asset for this partition first."
+        )
+
+    def _url(self, context: OutputContext, suffix: str, input_context: InputContext | None = None) -> str:
+        partitioned = (input_context or context).has_asset_partitions
+        partition = (input_context or context).asset_partition_key if partitioned else "__all__"
+        return self.artifacts.url(*context.asset_key.path, f"{partition}.{suffix}")

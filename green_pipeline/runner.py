@@ -1,0 +1,121 @@
+"""Runs batches through the Dagster pipeline job, one run per batch in name order, and reads back outcomes.
+
+The CLI and the tests use it; every figure in an outcome comes from the run's own event log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from dagster import DagsterEventType, DagsterInstance, Definitions
+
+from green_pipeline.assets.jobs import green_pipeline_job
+from green_pipeline.assets.partitions import batch_partitions
+from green_pipeline.errors import InvalidConfigError
+from green_pipeline.ledger import run_entries
+
+CONFIGURABLE_RESOURCES = ("dataset", "model_store", "artifacts", "policy", "energy", "object_storage")
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    batch: str
+    run_id: str
+    success: bool
+    error: str | None
+    drifted_share: float | None
+    retrained: bool
+    strategy: str | None
+    deployed_version: str | None
+    serving_version: str | None
+    served_auc: float | None
+    energy_kwh: float
+    emissions_kg_co2eq: float
+    unmeasured_steps: int
+
+
+def load_config_file(path: str) -> dict[str, dict[str, Any]]:
+    """Read a YAML/JSON file whose top-level keys are resource names and whose values are their fields."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidConfigError(f"{path}: cannot read the config file: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidConfigError(f"{path}: expected a mapping of resource names to settings.")
+    unknown = sorted(set(document) - set(CONFIGURABLE_RESOURCES))
+    if unknown:
+        raise InvalidConfigError(f"{path}: unknown section(s) {unknown}; allowed: {list(CONFIGURABLE_RESOURCES)}.")
+    return document
+
+
+def run_config(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Dagster run config that overrides the given resource fields (others keep their defaults)."""
+    return {"resources": {name: {"config": dict(fields)} for name, fields in settings.items() if fields}}
+
+
+def process_batches(
+    defs: Definitions, instance: DagsterInstance, batches: list[str], config: dict[str, Any]
+) -> Iterator[BatchOutcome]:
+    """Run the pipeline job on each batch in order; stop after the first failed run (later batches depend on it)."""
+    job = defs.resolve_job_def(green_pipeline_job.name)
+    instance.add_dynamic_partitions(batch_partitions.name, batches)
+    for batch in batches:
+        result = job.execute_in_process(run_config=config, instance=instance, partition_key=batch, raise_on_error=False)
+        outcome = outcome_of(instance, batch, result.run_id, result.success)
+        yield outcome
+        if not outcome.success:
+            return
+
+
+def processed_batches(instance: DagsterInstance) -> set[str]:
+    """Batches whose pipeline run has succeeded on this instance."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    runs = instance.get_runs(RunsFilter(job_name=green_pipeline_job.name, statuses=[DagsterRunStatus.SUCCESS]))
+    return {run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags}
+
+
+def outcome_of(instance: DagsterInstance, batch: str, run_id: str, success: bool) -> BatchOutcome:
+    metadata = _materialization_metadata(instance, run_id)
+    drift = metadata.get("drift_report", {})
+    deployment = metadata.get("deployed_model", {})
+    entries = run_entries(instance, run_id)
+    return BatchOutcome(
+        batch=batch,
+        run_id=run_id,
+        success=success,
+        error=None if success else _failure_message(instance, run_id),
+        drifted_share=drift.get("drifted_share"),
+        retrained="retrained_model" in metadata,
+        strategy=metadata.get("retrained_model", {}).get("strategy"),
+        deployed_version=deployment.get("version"),
+        serving_version=deployment.get("serving_version") or drift.get("champion_version"),
+        served_auc=drift.get("champion_auc"),
+        energy_kwh=sum(e.energy_kwh or 0.0 for e in entries),
+        emissions_kg_co2eq=sum(e.emissions_kg_co2eq or 0.0 for e in entries),
+        unmeasured_steps=sum(e.energy_kwh is None for e in entries),
+    )
+
+
+def _materialization_metadata(instance: DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for event in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = event.asset_materialization
+        if materialization is not None:
+            found[materialization.asset_key.to_user_string()] = {
+                k: v.value for k, v in materialization.metadata.items()
+            }
+    return found
+
+
+def _failure_message(instance: DagsterInstance, run_id: str) -> str:
+    for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        data = event.dagster_event.step_failure_data if event.dagster_event else None
+        if data and data.error:
+            cause = data.error.cause or data.error
+            return f"{event.step_key}: {cause.message.strip()}"
+    return "the run failed; see its logs in the Dagster UI"

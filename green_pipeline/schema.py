@@ -1,0 +1,91 @@
+"""Which columns are features, which is the label, and how categories are encoded.
+
+The encoding is frozen with the model (stored in its metadata), so a warm start or a prediction
+months later sees the same category codes the model was trained on; unseen categories become
+missing values, which LightGBM routes like any other missing value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from green_pipeline.errors import InvalidBatchError, InvalidConfigError
+
+#: A categorical column with more distinct values than this is almost surely an id or free text.
+MAX_INFERRED_CATEGORIES = 50
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the user tells us about a dataset; unset feature lists are inferred from the first batch."""
+
+    label: str
+    features: tuple[str, ...] | None = None
+    categorical: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            raise InvalidConfigError("dataset.label is empty: name the label column of your batches.")
+        if self.features is not None and self.label in self.features:
+            raise InvalidConfigError(f"dataset.features lists the label column {self.label!r}; remove it.")
+        if self.categorical is not None and self.features is not None:
+            unknown = sorted(set(self.categorical) - set(self.features))
+            if unknown:
+                raise InvalidConfigError(f"dataset.categorical names columns not in dataset.features: {unknown}")
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """The resolved schema of a model: label, numeric features, and categorical features with categories."""
+
+    label: str
+    numeric: tuple[str, ...]
+    categories: dict[str, tuple[str, ...]]
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        return tuple(self.categories)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Feature matrix with numeric columns as float and categoricals on the frozen categories."""
+        encoded = pd.DataFrame(index=frame.index)
+        for column in self.numeric:
+            encoded[column] = frame[column].astype("float64")
+        for column, values in self.categories.items():
+            encoded[column] = pd.Categorical(frame[column].astype("string"), categories=list(values))
+        return encoded
+
+    def labels(self, frame: pd.DataFrame) -> pd.Series:
+        return frame[self.label].astype("int64")
+
+
+def infer_schema(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> FeatureSchema:
+    """Resolve the feature lists of ``spec`` against a batch: numeric dtypes are numeric, the rest categorical."""
+    features: Sequence[str] = spec.features or [c for c in frame.columns if c != spec.label]
+    categorical = set(spec.categorical) if spec.categorical is not None else None
+    numeric: list[str] = []
+    categories: dict[str, tuple[str, ...]] = {}
+    for column in features:
+        is_numeric = pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
+        if categorical is not None:
+            is_numeric = column not in categorical
+        if is_numeric:
+            numeric.append(column)
+            continue
+        values = sorted(frame[column].dropna().astype("string").unique())
+        if categorical is None and len(values) > MAX_INFERRED_CATEGORIES:
+            raise InvalidBatchError(
+                f"{source}: column {column!r} has {len(values)} distinct text values; it looks like an id. "
+                "List the model's columns in dataset.features to leave it out."
+            )
+        categories[column] = tuple(str(v) for v in values)
+    if not numeric and not categories:
+        raise InvalidBatchError(f"{source}: no feature columns besides the label {spec.label!r}.")
+    return FeatureSchema(label=spec.label, numeric=tuple(numeric), categories=categories)

@@ -1,0 +1,174 @@
+"""A versioned model store at a URL (local path or s3://) that never serves a half-written model.
+
+Layout under ``<url>/models/<name>/``: one folder per version holding ``model.txt`` (LightGBM text),
+``reference.parquet`` (the rows the model was trained on, for drift detection), ``metadata.json``,
+and ``manifest.json`` with the sha256 of each file, written last. ``current.json`` names the serving
+version; it is switched only after the version is complete and verified, and every read verifies the
+checksums before loading. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import lightgbm as lgb
+import pandas as pd
+
+from green_pipeline import files
+from green_pipeline.errors import StoreError, StoreIntegrityError
+from green_pipeline.schema import FeatureSchema
+
+MODEL_FILE = "model.txt"
+REFERENCE_FILE = "reference.parquet"
+METADATA_FILE = "metadata.json"
+MANIFEST_FILE = "manifest.json"
+POINTER_FILE = "current.json"
+VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    version: str
+    booster: lgb.Booster
+    schema: FeatureSchema
+    reference: pd.DataFrame
+    metadata: dict[str, Any]
+
+
+def schema_to_dict(schema: FeatureSchema) -> dict[str, Any]:
+    return {
+        "label": schema.label,
+        "numeric": list(schema.numeric),
+        "categories": {k: list(v) for k, v in schema.categories.items()},
+    }
+
+
+def schema_from_dict(data: dict[str, Any]) -> FeatureSchema:
+    return FeatureSchema(
+        label=data["label"],
+        numeric=tuple(data["numeric"]),
+        categories={k: tuple(v) for k, v in data["categories"].items()},
+    )
+
+
+class ModelStore:
+    """Versions of one named model under a URL; see the module docstring for the layout."""
+
+    def __init__(self, url: str, name: str = "churn", storage_options: files.StorageOptions | None = None) -> None:
+        self.url = url
+        self.name = name
+        self.storage_options = dict(storage_options or {})
+        self.root = files.join(url, "models", name)
+
+    def current_version(self) -> str | None:
+        pointer = files.join(self.root, POINTER_FILE)
+        if not files.exists(pointer, self.storage_options):
+            return None
+        return str(json.loads(files.read_bytes(pointer, self.storage_options))["version"])
+
+    def versions(self) -> list[str]:
+        """Complete versions (their manifest exists), oldest first."""
+        return [v for v in self._version_folders() if files.exists(self._path(v, MANIFEST_FILE), self.storage_options)]
+
+    def publish(
+        self, booster: lgb.Booster, schema: FeatureSchema, reference: pd.DataFrame, metadata: dict[str, Any]
+    ) -> str:
+        """Write a new complete version (not yet serving) and return its name."""
+        version = self._next_version()
+        buffer = io.BytesIO()
+        reference.to_parquet(buffer, index=False)
+        payloads = {
+            MODEL_FILE: booster.model_to_string().encode(),
+            REFERENCE_FILE: buffer.getvalue(),
+            METADATA_FILE: json.dumps(
+                {
+                    **metadata,
+                    "version": version,
+                    "model_name": self.name,
+                    "schema": schema_to_dict(schema),
+                    "created_at": datetime.now(UTC).isoformat(),
+                },
+                indent=2,
+                sort_keys=True,
+                default=str,
+            ).encode(),
+        }
+        for name, payload in payloads.items():
+            files.write_bytes_atomic(self._path(version, name), payload, self.storage_options)
+        manifest = {
+            "version": version,
+            "sha256": {n: hashlib.sha256(p).hexdigest() for n, p in payloads.items()},
+        }
+        files.write_bytes_atomic(
+            self._path(version, MANIFEST_FILE), json.dumps(manifest, indent=2).encode(), self.storage_options
+        )
+        return version
+
+    def promote(self, version: str) -> None:
+        """Make ``version`` the serving one, after verifying every file of it (also used for rollback)."""
+        self._verified_files(version)
+        pointer = {"version": version, "promoted_at": datetime.now(UTC).isoformat()}
+        files.write_bytes_atomic(
+            files.join(self.root, POINTER_FILE), json.dumps(pointer).encode(), self.storage_options
+        )
+
+    def load(self, version: str | None = None) -> DeployedModel:
+        """Load ``version`` (default: the serving one) after checking its checksums."""
+        version = version or self.current_version()
+        if version is None:
+            raise StoreError(f"no model is deployed in {self.root}: run the pipeline once to train the first one.")
+        payloads = self._verified_files(version)
+        metadata = json.loads(payloads[METADATA_FILE])
+        return DeployedModel(
+            version=version,
+            booster=lgb.Booster(model_str=payloads[MODEL_FILE].decode()),
+            schema=schema_from_dict(metadata["schema"]),
+            reference=pd.read_parquet(io.BytesIO(payloads[REFERENCE_FILE])),
+            metadata=metadata,
+        )
+
+    def load_current(self) -> DeployedModel | None:
+        return None if self.current_version() is None else self.load()
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        return json.loads(self._verified_files(version, only=(METADATA_FILE,))[METADATA_FILE])
+
+    def _verified_files(self, version: str, only: tuple[str, ...] | None = None) -> dict[str, bytes]:
+        if not VERSION_PATTERN.match(version):
+            raise StoreError(f"{version!r} is not a version name (expected e.g. v0001).")
+        manifest_url = self._path(version, MANIFEST_FILE)
+        if not files.exists(manifest_url, self.storage_options):
+            raise StoreError(f"version {version} of {self.root} does not exist or was never completed.")
+        expected = json.loads(files.read_bytes(manifest_url, self.storage_options))["sha256"]
+        payloads = {}
+        for name in only or tuple(expected):
+            payload = files.read_bytes(self._path(version, name), self.storage_options)
+            if hashlib.sha256(payload).hexdigest() != expected[name]:
+                raise StoreIntegrityError(
+                    f"{self._path(version, name)} does not match its sha256 in the manifest; refusing to load it. "
+                    "Roll back to another version with `green-pipeline rollback VERSION`."
+                )
+            payloads[name] = payload
+        return payloads
+
+    def _version_folders(self) -> list[str]:
+        fs, path = files.filesystem(self.root, self.storage_options)
+        fs.invalidate_cache(path)
+        if not fs.exists(path):
+            return []
+        names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)]
+        return sorted((n for n in names if VERSION_PATTERN.match(n)), key=lambda n: int(n[1:]))
+
+    def _next_version(self) -> str:
+        folders = self._version_folders()
+        return f"v{(int(folders[-1][1:]) + 1 if folders else 1):04d}"
+
+    def _path(self, version: str, name: str) -> str:
+        return files.join(self.root, version, name)

@@ -1,0 +1,49 @@
+"""Small generated streams and a temporary Dagster instance for end-to-end runs."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, instance_for_test
+
+from green_pipeline.data import StreamSpec, write_stream
+from green_pipeline.runner import run_config
+
+#: Day 0 trains the first model, day 1 is like day 0, day 2 starts a covariate shift.
+SMALL_STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    batches: list[str]
+
+    @property
+    def data_url(self) -> str:
+        return str(self.root / "data")
+
+    @property
+    def store_url(self) -> str:
+        return str(self.root / "store")
+
+    def config(self, **policy: object) -> dict:
+        settings: dict[str, dict] = {
+            "dataset": {"data_url": self.data_url},
+            "model_store": {"store_url": self.store_url},
+            "artifacts": {"base_url": str(self.root / "artifacts")},
+        }
+        if policy:
+            settings["policy"] = dict(policy)
+        return run_config(settings)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path, write_stream(SMALL_STREAM, str(tmp_path / "data")))
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as test_instance:
+        yield test_instance

@@ -1,0 +1,34 @@
+"""The code location loads as Dagster loads it, and every asset is energy-metered."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import Definitions
+
+from green_pipeline.assets.metering import ENERGY_RESOURCE_PARAM
+from green_pipeline.definitions import defs
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_definitions_are_loadable_and_every_job_resolves() -> None:
+    Definitions.validate_loadable(defs)
+    for name in ("green_pipeline_job", "monitoring_job", "retraining_job"):
+        assert defs.resolve_job_def(name).name == name
+
+
+def test_every_asset_requires_the_energy_resource() -> None:
+    for assets_def in defs.assets:
+        assert ENERGY_RESOURCE_PARAM in assets_def.required_resource_keys, assets_def.key
+
+
+def test_dagster_cli_validates_the_code_location_with_no_flags() -> None:
+    dagster = Path(sys.executable).with_name("dagster")
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate"], cwd=REPO, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "green_pipeline" in result.stdout + result.stderr
