@@ -6,7 +6,7 @@ from dagster import AssetSelection, define_asset_job, in_process_executor
 #: each batch is judged against the model the previous batch deployed.
 MODEL_LANE_TAG = {"green_pipeline/lane": "model"}
 
-MONITORING_ASSETS = AssetSelection.assets("ingested_batch", "validated_batch", "drift_report")
+MONITORING_ASSETS = AssetSelection.assets("ingested_batch", "validated_batch", "drift_report", "predictions")
 RETRAINING_ASSETS = AssetSelection.assets("retrained_model", "model_evaluation", "compressed_model", "deployed_model")
 
 green_pipeline_job = define_asset_job(

@@ -19,9 +19,14 @@ ENERGY_RESOURCE_PARAM = "energy"
 
 def metered_asset(**asset_kwargs: Any) -> Callable[[Callable[..., Any]], AssetsDefinition]:
     def decorator(body: Callable[..., Any]) -> AssetsDefinition:
+        signature = inspect.signature(body)
+        body_wants_energy = ENERGY_RESOURCE_PARAM in signature.parameters
+
         @functools.wraps(body)
         def measured(*args: Any, **kwargs: Any) -> Iterator[Output[Any]]:
-            energy: EnergyResource = kwargs.pop(ENERGY_RESOURCE_PARAM)
+            energy: EnergyResource = (
+                kwargs[ENERGY_RESOURCE_PARAM] if body_wants_energy else kwargs.pop(ENERGY_RESOURCE_PARAM)
+            )
             with measure_energy(energy.settings()) as measurement:
                 outputs = list(_outputs_of(body(*args, **kwargs)))
             assert measurement.report is not None
@@ -29,12 +34,12 @@ def metered_asset(**asset_kwargs: Any) -> Callable[[Callable[..., Any]], AssetsD
             for output in outputs:
                 yield output.with_metadata({**output.metadata, **energy_metadata})
 
-        signature = inspect.signature(body)
         energy_param = inspect.Parameter(
             ENERGY_RESOURCE_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=EnergyResource
         )
+        extra = [] if body_wants_energy else [energy_param]
         measured.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*signature.parameters.values(), energy_param],
+            parameters=[*signature.parameters.values(), *extra],
             return_annotation=inspect.Signature.empty,
         )
         measured.__annotations__ = {}

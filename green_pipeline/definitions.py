@@ -7,6 +7,7 @@ from green_pipeline.assets.deployment import deployed_model
 from green_pipeline.assets.ingestion import ingested_batch, validated_batch
 from green_pipeline.assets.jobs import green_pipeline_job, monitoring_job, retraining_job
 from green_pipeline.assets.monitoring import drift_report
+from green_pipeline.assets.scoring import predictions
 from green_pipeline.assets.training import model_evaluation, retrained_model
 from green_pipeline.resources import (
     ArtifactIOManager,
@@ -46,6 +47,7 @@ defs = Definitions(
         model_evaluation,
         compressed_model,
         deployed_model,
+        predictions,
     ],
     jobs=[green_pipeline_job, monitoring_job, retraining_job],
     sensors=[new_batch_sensor, drift_retraining_sensor],

@@ -17,6 +17,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 StorageOptions = Mapping[str, Any]
+FILE_MODE = 0o644
 
 
 def filesystem(url: str, storage_options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -52,6 +53,7 @@ def write_bytes_atomic(url: str, data: bytes, storage_options: StorageOptions | 
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp, FILE_MODE)  # mkstemp creates 0600; others (e.g. the webserver's user) must read it
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

@@ -7,6 +7,9 @@ from enum import StrEnum
 
 from green_pipeline.drift import DriftResult
 
+#: AUCs differ by float rounding (0.79 - 0.80 != -0.01); a challenger exactly at the tolerance passes.
+FLOAT_SLACK = 1e-12
+
 
 class Strategy(StrEnum):
     FULL = "full_retrain"
@@ -78,7 +81,7 @@ def decide_promotion(champion_auc: float | None, challenger_auc: float, toleranc
     if champion_auc is None:
         return PromotionDecision(True, "no champion deployed: the first model is promoted")
     delta = challenger_auc - champion_auc
-    if delta >= -tolerance:
+    if delta >= -tolerance - FLOAT_SLACK:
         return PromotionDecision(
             True, f"challenger AUC {challenger_auc:.4f} vs champion {champion_auc:.4f} (delta {delta:+.4f})"
         )

@@ -59,7 +59,7 @@ class FeatureSchema:
         for column in self.numeric:
             encoded[column] = frame[column].astype("float64")
         for column, values in self.categories.items():
-            encoded[column] = pd.Categorical(frame[column].astype("string"), categories=list(values))
+            encoded[column] = pd.Categorical(category_text(frame[column]), categories=list(values))
         return encoded
 
     def labels(self, frame: pd.DataFrame) -> pd.Series:
@@ -69,6 +69,9 @@ class FeatureSchema:
 def infer_schema(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> FeatureSchema:
     """Resolve the feature lists of ``spec`` against a batch: numeric dtypes are numeric, the rest categorical."""
     features: Sequence[str] = spec.features or [c for c in frame.columns if c != spec.label]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise InvalidBatchError(f"{source}: columns {missing} named in dataset.features are not in the batch.")
     categorical = set(spec.categorical) if spec.categorical is not None else None
     numeric: list[str] = []
     categories: dict[str, tuple[str, ...]] = {}
@@ -79,7 +82,7 @@ def infer_schema(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> Feature
         if is_numeric:
             numeric.append(column)
             continue
-        values = sorted(frame[column].dropna().astype("string").unique())
+        values = sorted(category_text(frame[column]).dropna().unique())
         if categorical is None and len(values) > MAX_INFERRED_CATEGORIES:
             raise InvalidBatchError(
                 f"{source}: column {column!r} has {len(values)} distinct text values; it looks like an id. "
@@ -89,3 +92,15 @@ def infer_schema(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> Feature
     if not numeric and not categories:
         raise InvalidBatchError(f"{source}: no feature columns besides the label {spec.label!r}.")
     return FeatureSchema(label=spec.label, numeric=tuple(numeric), categories=categories)
+
+
+def category_text(values: pd.Series) -> pd.Series:
+    """Categories as text, with integral numbers written as integers: a code 3 read once as int and once as
+    float (a missing value turns an int column into float) must stay the same category "3", not "3.0"."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        as_float = values.astype("float64")
+        integral = as_float.notna() & (as_float % 1 == 0)
+        text = as_float.astype("string")
+        text[integral] = as_float[integral].astype("int64").astype("string")
+        return text
+    return values.astype("string")

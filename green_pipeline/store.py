@@ -43,10 +43,11 @@ class DeployedModel:
 
 
 def schema_to_dict(schema: FeatureSchema) -> dict[str, Any]:
+    """Categories as an ordered list of pairs: the column order is the model's, and JSON objects get sorted."""
     return {
         "label": schema.label,
         "numeric": list(schema.numeric),
-        "categories": {k: list(v) for k, v in schema.categories.items()},
+        "categorical": [[column, list(values)] for column, values in schema.categories.items()],
     }
 
 
@@ -54,7 +55,7 @@ def schema_from_dict(data: dict[str, Any]) -> FeatureSchema:
     return FeatureSchema(
         label=data["label"],
         numeric=tuple(data["numeric"]),
-        categories={k: tuple(v) for k, v in data["categories"].items()},
+        categories={column: tuple(values) for column, values in data["categorical"]},
     )
 
 

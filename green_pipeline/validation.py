@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from green_pipeline.errors import InvalidBatchError
-from green_pipeline.schema import FeatureSchema
+from green_pipeline.schema import FeatureSchema, category_text
 
 LABEL_VALUES = frozenset({0, 1})
 
@@ -44,7 +44,7 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
     for column in schema.numeric:
         clean[column] = _numeric_column(frame[column], source, column)
     for column in schema.categorical:
-        clean[column] = frame[column].astype("string")
+        clean[column] = category_text(frame[column])
     for column in schema.features:
         if clean[column].isna().all():
             raise InvalidBatchError(f"{source}: column {column!r} has no values (all missing).")

@@ -8,7 +8,8 @@ import pytest
 from dagster import DagsterInstance, instance_for_test
 
 from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.runner import run_config
+from green_pipeline.definitions import defs
+from green_pipeline.runner import BatchOutcome, process_batches, run_config
 
 #: Day 0 trains the first model, day 1 is like day 0, day 2 starts a covariate shift.
 SMALL_STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None)
@@ -38,12 +39,30 @@ class Workspace:
         return run_config(settings)
 
 
+def new_workspace(root: Path) -> Workspace:
+    return Workspace(root, write_stream(SMALL_STREAM, str(root / "data")))
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path, write_stream(SMALL_STREAM, str(tmp_path / "data")))
+    return new_workspace(tmp_path)
 
 
 @pytest.fixture
 def instance() -> Iterator[DagsterInstance]:
     with instance_for_test() as test_instance:
         yield test_instance
+
+
+@pytest.fixture(scope="module")
+def processed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Workspace, DagsterInstance, list[BatchOutcome]]]:
+    """The small stream run once through the pipeline, shared by the read-only tests of a module."""
+    workspace = new_workspace(tmp_path_factory.mktemp("processed"))
+    with instance_for_test() as test_instance:
+        yield (
+            workspace,
+            test_instance,
+            list(process_batches(defs, test_instance, workspace.batches, workspace.config())),
+        )

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance
 
 from green_pipeline.definitions import defs
 from green_pipeline.runner import BatchOutcome, process_batches
@@ -25,8 +25,36 @@ ENERGY_FIELDS = (
 
 
 @pytest.fixture
-def outcomes(workspace, instance: DagsterInstance) -> list[BatchOutcome]:
-    return list(process_batches(defs, instance, workspace.batches, workspace.config()))
+def outcomes(processed) -> list[BatchOutcome]:
+    return processed[2]
+
+
+@pytest.fixture
+def processed_workspace(processed):
+    return processed[0]
+
+
+@pytest.fixture
+def processed_instance(processed) -> DagsterInstance:
+    return processed[1]
+
+
+def _latest(instance: DagsterInstance, asset: str, partition: str):
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].asset_materialization
+
+
+def _latest_or_none(instance: DagsterInstance, asset: str, partition: str):
+    return next(
+        iter(
+            instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
+            ).records
+        ),
+        None,
+    )
 
 
 def test_first_batch_trains_and_deploys_from_scratch(outcomes: list[BatchOutcome]) -> None:
@@ -35,7 +63,8 @@ def test_first_batch_trains_and_deploys_from_scratch(outcomes: list[BatchOutcome
     assert first.deployed_version == "v0001" and first.serving_version == "v0001"
 
 
-def test_no_drift_batch_skips_retraining_and_everything_after(outcomes, instance: DagsterInstance) -> None:
+def test_no_drift_batch_skips_retraining_and_everything_after(outcomes, processed_instance) -> None:
+    instance = processed_instance
     quiet = outcomes[1]
     assert quiet.success and not quiet.retrained and quiet.drifted_share is not None
     assert quiet.drifted_share < 0.3 and quiet.served_auc is not None and quiet.served_auc > 0.7
@@ -45,10 +74,11 @@ def test_no_drift_batch_skips_retraining_and_everything_after(outcomes, instance
         e.asset_materialization.asset_key.to_user_string()
         for e in instance.all_logs(quiet.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
     }
-    assert materialized == {"ingested_batch", "validated_batch", "drift_report"}
+    assert materialized == {"ingested_batch", "validated_batch", "drift_report", "predictions"}
 
 
-def test_drifted_batch_warm_starts_and_is_promoted(outcomes, workspace) -> None:
+def test_drifted_batch_warm_starts_and_is_promoted(outcomes, processed_workspace) -> None:
+    workspace = processed_workspace
     drifted = outcomes[2]
     assert drifted.success and drifted.drifted_share is not None and drifted.drifted_share >= 0.3
     assert drifted.retrained and drifted.strategy == "warm_start"
@@ -62,17 +92,16 @@ def test_drifted_batch_warm_starts_and_is_promoted(outcomes, workspace) -> None:
     assert deployed.metadata["energy"]["retrained_model_energy_kwh"] > 0
 
 
-def test_drift_report_names_columns_and_saves_html(outcomes, instance: DagsterInstance) -> None:
-    event = instance.fetch_materializations(AssetKey("drift_report"), limit=1).records[0]
-    metadata = event.asset_materialization.metadata
-    assert event.partition_key == outcomes[2].batch
+def test_drift_report_names_columns_and_saves_html(outcomes, processed_instance) -> None:
+    metadata = _latest(processed_instance, "drift_report", outcomes[2].batch).metadata
     assert "monthly_charges" in metadata["top_drifted_columns"].value
     assert metadata["retrain_required"].value is True
     with open(metadata["report_path"].value, encoding="utf-8") as report:
         assert "<html" in report.read(2000).lower()
 
 
-def test_every_asset_materialization_carries_measured_energy(outcomes, instance: DagsterInstance) -> None:
+def test_every_asset_materialization_carries_measured_energy(outcomes, processed_instance) -> None:
+    instance = processed_instance
     asset_keys = {key for assets_def in defs.assets for key in assets_def.keys}
     for key in asset_keys:
         records = instance.fetch_materializations(key, limit=100).records
@@ -102,10 +131,37 @@ def test_always_retrain_baseline_retrains_every_batch(workspace, instance: Dagst
     assert set(manifest["sha256"]) == {"model.txt", "reference.parquet", "metadata.json"}
 
 
-def test_bad_batch_fails_with_the_file_named_and_keeps_the_model(outcomes, workspace, instance) -> None:
+def test_bad_batch_fails_with_the_file_named_and_keeps_the_model(
+    outcomes, processed_workspace, processed_instance
+) -> None:
+    workspace, instance = processed_workspace, processed_instance
     bad = "batch-2026-01-04.csv"
     (workspace.root / "data" / bad).write_text("tenure_months,churned\nabc,1\n")
     outcome = next(process_batches(defs, instance, [bad], workspace.config()))
     assert not outcome.success
     assert bad in outcome.error and "monthly_charges" in outcome.error
     assert ModelStore(workspace.store_url).current_version() == "v0002"
+
+
+def test_predictions_come_from_the_serving_model_and_repeat_rows_hit_the_cache(
+    outcomes, processed_workspace, processed_instance
+) -> None:
+    workspace, instance = processed_workspace, processed_instance
+    assert _latest_or_none(instance, "predictions", workspace.batches[0]) is None
+    metadata = _latest(instance, "predictions", workspace.batches[1]).metadata
+    assert metadata["model_version"].value == "v0001" and metadata["rows_scored"].value == 3000
+    assert metadata["cache_hit_rate"].value == 0 and metadata["energy_per_1k_predictions_kwh"].value > 0
+
+    job = defs.resolve_job_def("monitoring_job")
+    rerun = job.execute_in_process(run_config=workspace.config(), instance=instance, partition_key=workspace.batches[1])
+    assert rerun.success
+    again = _latest(instance, "predictions", workspace.batches[1])
+    assert again.metadata["model_version"].value == "v0002"
+    assert again.metadata["cache_hit_rate"].value == 0
+
+    repeat = job.execute_in_process(
+        run_config=workspace.config(), instance=instance, partition_key=workspace.batches[1]
+    )
+    assert repeat.success
+    cached = _latest(instance, "predictions", workspace.batches[1])
+    assert cached.metadata["cache_hit_rate"].value == 1.0 and cached.metadata["rows_computed"].value == 0

@@ -1,0 +1,61 @@
+"""Batch scoring: each batch scored once by the model that was serving when it arrived, through a cache."""
+
+import io
+from collections.abc import Iterator
+
+import pandas as pd
+from dagster import AssetExecutionContext, Output
+
+from green_pipeline.assets.metering import metered_asset
+from green_pipeline.assets.partitions import batch_partitions
+from green_pipeline.energy import measure_energy
+from green_pipeline.records import DriftAssessment
+from green_pipeline.resources import ArtifactStorage, EnergyResource, ModelStoreResource
+from green_pipeline.scoring import score_batch
+
+
+@metered_asset(
+    partitions_def=batch_partitions,
+    group_name="deployment",
+    io_manager_key="artifact_io_manager",
+    output_required=False,
+)
+def predictions(
+    context: AssetExecutionContext,
+    validated_batch: pd.DataFrame,
+    drift_report: DriftAssessment,
+    model_store: ModelStoreResource,
+    artifacts: ArtifactStorage,
+    energy: EnergyResource,
+) -> Iterator[Output[pd.DataFrame]]:
+    """Scores (row hash, score) of the batch; rows already scored by the same model version come from the cache.
+
+    Skipped for a batch that arrived before any model was deployed: there was nothing serving to score it.
+    """
+    version = drift_report.champion_version
+    if version is None:
+        context.log.info("Scoring skipped: no model was serving when this batch arrived.")
+        return
+    model = model_store.store().load(version)
+    cache_url = artifacts.url("prediction_cache", model_store.model_name, f"{version}.parquet")
+    cached = artifacts.read(cache_url)
+    with measure_energy(energy.settings()) as scoring:
+        result = score_batch(
+            model.booster, model.schema, validated_batch, pd.read_parquet(io.BytesIO(cached)) if cached else None
+        )
+    buffer = io.BytesIO()
+    result.cache.to_parquet(buffer, index=False)
+    artifacts.write(cache_url, buffer.getvalue())
+    metadata: dict[str, object] = {
+        "model_version": version,
+        "rows_scored": result.rows,
+        "rows_computed": result.rows_computed,
+        "cache_hits": result.cache_hits,
+        "cache_hit_rate": result.hit_rate,
+        "scoring_duration_s": scoring.report.duration_s if scoring.report else 0.0,
+    }
+    if scoring.report and scoring.report.energy_kwh is not None and result.rows:
+        metadata["energy_per_1k_predictions_kwh"] = scoring.report.energy_kwh / result.rows * 1000
+    else:
+        metadata["energy_per_1k_predictions"] = "unmeasured"
+    yield Output(result.predictions, metadata=metadata)

@@ -1,0 +1,65 @@
+"""Batch scoring with a prediction cache: a row already scored by the same model version is not recomputed.
+
+The key is a 64-bit hash of the row's feature values (pandas' stable ``hash_pandas_object``) and the
+cache is kept per model version, so a new model never reuses its predecessor's scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import pandas as pd
+from pandas.util import hash_pandas_object
+
+from green_pipeline.schema import FeatureSchema
+
+ROW_HASH = "row_hash"
+SCORE = "score"
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    """Scores in the batch's row order, and the cache to keep for this model version."""
+
+    predictions: pd.DataFrame
+    cache: pd.DataFrame
+    rows: int
+    cache_hits: int
+    rows_computed: int
+
+    @property
+    def hit_rate(self) -> float:
+        return self.cache_hits / self.rows if self.rows else 0.0
+
+
+def row_hashes(frame: pd.DataFrame, schema: FeatureSchema) -> pd.Series:
+    """One stable hash per row of the model's features (label and other columns do not matter)."""
+    features = frame[list(schema.features)].copy()
+    for column in schema.categorical:
+        features[column] = features[column].astype("string")
+    return hash_pandas_object(features, index=False).astype("uint64")
+
+
+def score_batch(
+    booster: lgb.Booster, schema: FeatureSchema, frame: pd.DataFrame, cache: pd.DataFrame | None
+) -> ScoringResult:
+    """Score ``frame``, computing only rows whose hash is not in ``cache`` (columns row_hash, score)."""
+    frame = frame.reset_index(drop=True)
+    hashes = row_hashes(frame, schema)
+    known = cache.set_index(ROW_HASH)[SCORE] if cache is not None and len(cache) else pd.Series(dtype="float64")
+    cached = hashes.map(known[~known.index.duplicated()])
+    missing = cached.isna()
+    to_score = (missing & ~hashes.duplicated()).to_numpy()
+    fresh_scores = booster.predict(schema.encode(frame[to_score])) if to_score.any() else []
+    fresh = pd.Series(fresh_scores, index=hashes[to_score].to_numpy(), dtype="float64")
+    scores = cached.where(~missing, hashes.map(fresh))
+    new_rows = pd.DataFrame({ROW_HASH: fresh.index.to_numpy(dtype="uint64"), SCORE: fresh.to_numpy()})
+    updated = new_rows if cache is None else pd.concat([cache, new_rows], ignore_index=True)
+    return ScoringResult(
+        predictions=pd.DataFrame({ROW_HASH: hashes.to_numpy(), SCORE: scores.to_numpy(dtype="float64")}),
+        cache=updated,
+        rows=len(frame),
+        cache_hits=int((~missing).sum()),
+        rows_computed=len(fresh),
+    )

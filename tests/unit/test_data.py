@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pytest
+
+from green_pipeline import files
+from green_pipeline.data import (
+    LABEL,
+    StreamSpec,
+    check_batch_name,
+    encode_batch,
+    generate_day,
+    list_batches,
+    new_batches,
+    read_batch,
+    write_stream,
+)
+from green_pipeline.errors import InvalidBatchError, InvalidConfigError
+from green_pipeline.evaluation import auc
+from green_pipeline.schema import FeatureSchema
+
+if TYPE_CHECKING:
+    from conftest import TrainedModel
+
+FEATURES = [
+    "tenure_months",
+    "monthly_charges",
+    "support_calls",
+    "sessions_per_week",
+    "days_since_last_login",
+    "discount_pct",
+    "age",
+    "data_usage_gb",
+    "plan",
+    "channel",
+    "region",
+]
+
+
+def test_generate_day_is_deterministic_for_the_same_seed_and_day(stream_spec: StreamSpec) -> None:
+    pd.testing.assert_frame_equal(generate_day(stream_spec, 3), generate_day(stream_spec, 3))
+
+
+def test_generate_day_differs_across_days_and_seeds(stream_spec: StreamSpec) -> None:
+    day3 = generate_day(stream_spec, 3)
+
+    assert not day3.equals(generate_day(stream_spec, 4))
+    assert not day3.equals(generate_day(dataclasses.replace(stream_spec, seed=8), 3))
+
+
+def test_generate_day_has_the_documented_columns_rows_and_binary_label(stream_spec: StreamSpec) -> None:
+    frame = generate_day(stream_spec, 0)
+
+    assert list(frame.columns) == [*FEATURES, LABEL]
+    assert len(frame) == stream_spec.rows_per_day
+    assert set(frame[LABEL].unique()) == {0, 1}
+    assert not frame.isna().any().any()
+
+
+def test_covariate_shift_day_raises_monthly_charges(stream_spec: StreamSpec) -> None:
+    before = generate_day(stream_spec, stream_spec.covariate_shift_day - 1)
+    after = generate_day(stream_spec, stream_spec.covariate_shift_day)
+    never_shifted = generate_day(dataclasses.replace(stream_spec, covariate_shift_day=None), 5)
+
+    assert after["monthly_charges"].mean() - before["monthly_charges"].mean() > 20
+    assert abs(never_shifted["monthly_charges"].mean() - before["monthly_charges"].mean()) < 3
+
+
+def test_concept_drift_keeps_features_but_breaks_an_older_model(
+    stream_spec: StreamSpec, shifted_model: TrainedModel, schema: FeatureSchema
+) -> None:
+    """Same seed and day with and without the drift: identical features, only the labels react differently."""
+    day = stream_spec.concept_drift_day + 1
+    drifted = generate_day(stream_spec, day)
+    undrifted = generate_day(dataclasses.replace(stream_spec, concept_drift_day=None), day)
+
+    pd.testing.assert_frame_equal(drifted[FEATURES], undrifted[FEATURES])
+    booster = shifted_model.result.booster
+    assert auc(booster, undrifted, schema) - auc(booster, drifted, schema) > 0.05
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [({"rows_per_day": 49}, "rows-per-day"), ({"days": 0}, "days"), ({"file_format": "json"}, "'json'")],
+)
+def test_stream_spec_refuses_bad_settings(changes: dict[str, object], named: str) -> None:
+    with pytest.raises(InvalidConfigError, match=named):
+        StreamSpec(**changes)
+
+
+def test_batch_names_sort_in_day_order() -> None:
+    spec = StreamSpec(start=pd.Timestamp("2026-01-30").date(), file_format="csv")
+
+    names = [spec.batch_name(day) for day in range(4)]
+
+    assert names[0] == "batch-2026-01-30.csv"
+    assert names[2] == "batch-2026-02-01.csv"
+    assert names == sorted(names)
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_write_stream_list_batches_read_batch_round_trip(tmp_path: Path, file_format: str) -> None:
+    spec = StreamSpec(days=3, rows_per_day=200, file_format=file_format)
+    url = str(tmp_path / "data")
+
+    names = write_stream(spec, url)
+
+    assert names == [spec.batch_name(day) for day in range(3)]
+    assert all(name.endswith(f".{file_format}") for name in names)
+    assert list_batches(url) == names
+    for day, name in enumerate(names):
+        pd.testing.assert_frame_equal(read_batch(url, name), generate_day(spec, day))
+
+
+def test_list_batches_ignores_other_files_and_partial_uploads(tmp_path: Path) -> None:
+    for name in ("b.csv", "a.parquet", "c.PQ", "notes.txt", ".upload.parquet", "_tmp.parquet"):
+        (tmp_path / name).write_bytes(b"x")
+
+    assert list_batches(str(tmp_path)) == ["a.parquet", "b.csv", "c.PQ"]
+
+
+def test_read_batch_of_an_empty_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "batch-empty.parquet").write_bytes(b"")
+
+    with pytest.raises(InvalidBatchError, match=r"batch-empty\.parquet: the file is empty"):
+        read_batch(str(tmp_path), "batch-empty.parquet")
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+def test_read_batch_of_a_corrupted_parquet_names_the_file(tmp_path: Path, cut: float) -> None:
+    payload = encode_batch(generate_day(StreamSpec(rows_per_day=100), 0), "parquet")
+    (tmp_path / "batch-broken.parquet").write_bytes(payload[: int(len(payload) * cut)])
+
+    with pytest.raises(InvalidBatchError, match=r"batch-broken\.parquet: cannot be read as parquet"):
+        read_batch(str(tmp_path), "batch-broken.parquet")
+
+
+def test_read_batch_of_a_csv_that_is_not_text_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "batch-binary.csv").write_bytes(b"\xff\xfe\x00\x81binary")
+
+    with pytest.raises(InvalidBatchError, match=r"batch-binary\.csv: cannot be read as csv"):
+        read_batch(str(tmp_path), "batch-binary.csv")
+
+
+def test_read_batch_of_a_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(InvalidBatchError, match=r"batch-gone\.parquet: batch file not found"):
+        read_batch(str(tmp_path), "batch-gone.parquet")
+
+
+@pytest.mark.parametrize(
+    ("name", "complaint"),
+    [
+        ("../x.parquet", "not a plain file name"),
+        ("a/b.parquet", "not a plain file name"),
+        ("..", "not a plain file name"),
+        ("", "not a plain file name"),
+        ("dir\\x.parquet", "not a plain file name"),
+        ("x.txt", "unsupported extension"),
+    ],
+)
+def test_check_batch_name_refuses_paths_and_other_extensions(name: str, complaint: str) -> None:
+    with pytest.raises(InvalidBatchError, match=complaint) as caught:
+        check_batch_name(name)
+    assert repr(name) in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["batch-2026-01-01.parquet", "x.pq", "DAY.CSV"])
+def test_check_batch_name_accepts_plain_batch_files(name: str) -> None:
+    assert check_batch_name(name) == name
+
+
+def test_read_batch_refuses_a_name_escaping_the_data_folder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    files.write_bytes_atomic(str(tmp_path / "secret.parquet"), encode_batch(pd.DataFrame({"a": [1]}), "parquet"))
+
+    with pytest.raises(InvalidBatchError, match=r"'\.\./secret\.parquet'"):
+        read_batch(str(data), "../secret.parquet")
+
+
+def test_new_batches_returns_new_names_and_resized_files_only() -> None:
+    seen = {"batch-1.parquet": 100, "batch-2.parquet": 200}
+    listing = {"batch-3.csv": 50, "batch-2.parquet": 250, "batch-1.parquet": 100, "readme.txt": 10}
+
+    assert new_batches(listing, seen) == {"batch-2.parquet": 250, "batch-3.csv": 50}
+    assert list(new_batches(listing, seen)) == ["batch-2.parquet", "batch-3.csv"]
+    assert new_batches(seen, seen) == {}

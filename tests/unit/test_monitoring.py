@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pytest
+
+from green_pipeline.data import StreamSpec
+from green_pipeline.evaluation import auc
+from green_pipeline.monitoring import MonitoringThresholds, assess_batch
+from green_pipeline.policy import Strategy
+from green_pipeline.schema import FeatureSchema
+from green_pipeline.store import DeployedModel
+
+if TYPE_CHECKING:
+    from conftest import TrainedModel
+
+#: The day-6 champion loses at most ~0.06 AUC on another day of its regime and over 0.11 after the concept drift.
+THRESHOLDS = MonitoringThresholds(drift_share=0.3, quality_drop_auc=0.08)
+SAME_REGIME_DAY = 7
+CONCEPT_DRIFT_DAY = 12
+BEFORE_SHIFT_DAY = 1
+
+
+def test_without_champion_the_first_model_is_trained_from_scratch(
+    make_clean_batch: Callable[[int], pd.DataFrame],
+) -> None:
+    frame = make_clean_batch(0)
+
+    assessment, html = assess_batch("batch-2026-01-01.parquet", frame, None, THRESHOLDS)
+
+    assert assessment.batch == "batch-2026-01-01.parquet"
+    assert assessment.decision.retrain
+    assert assessment.decision.strategy is Strategy.FULL
+    assert not assessment.drift.compared
+    assert assessment.drift.current_rows == len(frame)
+    assert assessment.champion_version is None
+    assert assessment.champion_auc is None
+    assert html is None
+
+
+def test_a_batch_of_the_champions_regime_keeps_it_serving(
+    stream_spec: StreamSpec, make_clean_batch: Callable[[int], pd.DataFrame], deployed_shifted_model: DeployedModel
+) -> None:
+    name = stream_spec.batch_name(SAME_REGIME_DAY)
+
+    assessment, html = assess_batch(name, make_clean_batch(SAME_REGIME_DAY), deployed_shifted_model, THRESHOLDS)
+
+    assert not assessment.decision.retrain, assessment.decision.reason
+    assert assessment.decision.strategy is None
+    assert assessment.drift.compared
+    assert assessment.drift.drifted_share < THRESHOLDS.drift_share
+    assert assessment.champion_version == deployed_shifted_model.version
+    assert assessment.champion_deployed_auc == deployed_shifted_model.metadata["metrics"]["test_auc"]
+    assert assessment.champion_deployed_auc - assessment.champion_auc < THRESHOLDS.quality_drop_auc
+    assert "<html" in html.lower()
+
+
+def test_concept_drift_is_caught_by_the_auc_drop(
+    stream_spec: StreamSpec, make_clean_batch: Callable[[int], pd.DataFrame], deployed_shifted_model: DeployedModel
+) -> None:
+    """Features look like the champion's data (no feature drift), yet customers react differently."""
+    assert stream_spec.concept_drift_day < CONCEPT_DRIFT_DAY
+    name = stream_spec.batch_name(CONCEPT_DRIFT_DAY)
+
+    assessment, _ = assess_batch(name, make_clean_batch(CONCEPT_DRIFT_DAY), deployed_shifted_model, THRESHOLDS)
+
+    assert assessment.drift.drifted_share < THRESHOLDS.drift_share
+    assert assessment.champion_deployed_auc - assessment.champion_auc > THRESHOLDS.quality_drop_auc
+    assert assessment.decision.retrain
+    assert assessment.decision.strategy is Strategy.WARM_START
+    assert "AUC fell" in assessment.decision.reason
+
+
+def test_feature_drift_against_the_champion_triggers_a_warm_start(
+    stream_spec: StreamSpec, make_clean_batch: Callable[[int], pd.DataFrame], deployed_shifted_model: DeployedModel
+) -> None:
+    name = stream_spec.batch_name(BEFORE_SHIFT_DAY)
+
+    assessment, _ = assess_batch(name, make_clean_batch(BEFORE_SHIFT_DAY), deployed_shifted_model, THRESHOLDS)
+
+    assert assessment.drift.drifted_share > THRESHOLDS.drift_share
+    assert assessment.decision.retrain
+    assert assessment.decision.strategy is Strategy.WARM_START
+    assert "drifted share" in assessment.decision.reason
+
+
+def test_always_retrain_baseline_retrains_a_stable_batch_from_scratch(
+    stream_spec: StreamSpec, make_clean_batch: Callable[[int], pd.DataFrame], deployed_shifted_model: DeployedModel
+) -> None:
+    thresholds = MonitoringThresholds(drift_share=0.3, quality_drop_auc=0.08, always_retrain=True)
+
+    assessment, _ = assess_batch(
+        stream_spec.batch_name(SAME_REGIME_DAY), make_clean_batch(SAME_REGIME_DAY), deployed_shifted_model, thresholds
+    )
+
+    assert assessment.decision.retrain
+    assert assessment.decision.strategy is Strategy.FULL
+
+
+def test_a_single_class_batch_skips_the_quality_check(
+    stream_spec: StreamSpec, make_clean_batch: Callable[[int], pd.DataFrame], deployed_shifted_model: DeployedModel
+) -> None:
+    frame = make_clean_batch(CONCEPT_DRIFT_DAY)
+    frame = frame[frame["churned"] == 1].reset_index(drop=True)
+
+    assessment, _ = assess_batch(stream_spec.batch_name(CONCEPT_DRIFT_DAY), frame, deployed_shifted_model, THRESHOLDS)
+
+    assert assessment.champion_auc is None
+    assert assessment.champion_deployed_auc is None
+    assert assessment.drift.compared
+
+
+@pytest.mark.parametrize("metrics", [{}, {"metrics": {}}])
+def test_a_champion_without_a_recorded_auc_is_judged_on_drift_only(
+    stream_spec: StreamSpec,
+    make_clean_batch: Callable[[int], pd.DataFrame],
+    deployed_shifted_model: DeployedModel,
+    metrics: dict[str, object],
+) -> None:
+    unrated = DeployedModel(
+        version=deployed_shifted_model.version,
+        booster=deployed_shifted_model.booster,
+        schema=deployed_shifted_model.schema,
+        reference=deployed_shifted_model.reference,
+        metadata=metrics,
+    )
+
+    assessment, _ = assess_batch(
+        stream_spec.batch_name(CONCEPT_DRIFT_DAY), make_clean_batch(CONCEPT_DRIFT_DAY), unrated, THRESHOLDS
+    )
+
+    assert assessment.champion_auc is None
+    assert not assessment.decision.retrain
+
+
+def test_champion_auc_on_the_batch_is_the_auc_of_the_model_that_was_deployed(
+    stream_spec: StreamSpec,
+    make_clean_batch: Callable[[int], pd.DataFrame],
+    deployed_shifted_model: DeployedModel,
+    shifted_model: TrainedModel,
+    schema: FeatureSchema,
+) -> None:
+    frame = make_clean_batch(SAME_REGIME_DAY)
+
+    assessment, _ = assess_batch(stream_spec.batch_name(SAME_REGIME_DAY), frame, deployed_shifted_model, THRESHOLDS)
+
+    assert assessment.champion_auc == pytest.approx(auc(shifted_model.result.booster, frame, schema))
