@@ -21,7 +21,16 @@ from dagster import DagsterInstance
 from green_pipeline.data import StreamSpec, list_batches, write_stream
 from green_pipeline.errors import GreenPipelineError
 from green_pipeline.ledger import all_entries, totals
-from green_pipeline.report import OUTCOME_HEADER, ledger_table, mean_served_auc, outcome_row, totals_row
+from green_pipeline.report import (
+    MODELS_HEADER,
+    OUTCOME_HEADER,
+    ledger_table,
+    mean_served_auc,
+    models_row,
+    outcome_row,
+    totals_row,
+    version_summary,
+)
 from green_pipeline.resources import DEFAULT_ROOT
 from green_pipeline.runner import (
     BatchOutcome,
@@ -30,6 +39,7 @@ from green_pipeline.runner import (
     processed_batches,
     run_config,
 )
+from green_pipeline.store import ModelStore
 
 INSTANCE_CONFIG = "dagster.yaml"
 
@@ -147,6 +157,34 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(args: argparse.Namespace) -> ModelStore:
+    return ModelStore(args.store, args.model_name)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    store = _store(args)
+    serving = store.current_version()
+    rows = [version_summary(store.metadata(v), serving) for v in store.versions()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no versions in {store.root}")
+        return 0
+    print(MODELS_HEADER)
+    for row in rows:
+        print(models_row(row))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    store = _store(args)
+    previous = store.current_version()
+    store.promote(args.version)
+    print(f"{store.root}: current {previous or 'none'} -> {args.version} (checksums verified)")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     dagster_home()
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
@@ -195,6 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = commands.add_parser("ledger", help="energy and CO2 per asset and per run from the event log")
     ledger.add_argument("--json", action="store_true")
     ledger.set_defaults(handler=cmd_ledger)
+    for name, help_text, handler in (
+        ("models", "list the versions in the model store with metrics and energy", cmd_models),
+        ("rollback", "make VERSION the serving version again (after verifying its checksums)", cmd_rollback),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        if name == "rollback":
+            command.add_argument("version", help="a version name such as v0003")
+        else:
+            command.add_argument("--json", action="store_true")
+        command.add_argument("--store", default=f"{DEFAULT_ROOT}/store", help="model store URL")
+        command.add_argument("--model-name", default="churn")
+        command.set_defaults(handler=handler)
     ui = commands.add_parser("ui", help="start the Dagster UI on this instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

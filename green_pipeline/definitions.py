@@ -25,8 +25,9 @@ from green_pipeline.sensors.schedules import daily_pipeline_schedule
 
 def build_resources() -> dict[str, object]:
     """Resources with demo defaults; run config (or the CLI's --config file) overrides any field."""
-    storage = ObjectStorage()
-    artifacts = ArtifactStorage(storage=storage)
+    # Configured at launch under "object_storage" and shared by every resource that reads or writes URLs.
+    storage = ObjectStorage.configure_at_launch()
+    artifacts = ArtifactStorage.configure_at_launch(storage=storage)
     return {
         "object_storage": storage,
         "artifacts": artifacts,

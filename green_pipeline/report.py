@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from green_pipeline.ledger import EnergyTotal
 from green_pipeline.runner import BatchOutcome
@@ -61,3 +62,38 @@ def ledger_table(title: str, rows: Iterable[EnergyTotal]) -> str:
             f"{row.emissions_kg_co2eq * 1e3:>10.6f} {row.duration_s:>9.2f}"
         )
     return "\n".join(lines)
+
+
+MODELS_HEADER = (
+    f"{'':1} {'version':<8} {'parent':<8} {'strategy':<13} {'batch':<28} {'trees':>5} {'test AUC':>8} "
+    f"{'size KB':>8} {'train Wh':>9} {'promoted':>8}"
+)
+
+
+def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, Any]:
+    """The fields of a version's metadata.json that the `models` listing shows."""
+    metrics, lineage, energy = metadata.get("metrics", {}), metadata.get("lineage", {}), metadata.get("energy", {})
+    measured = [v for v in energy.values() if v is not None]
+    return {
+        "version": metadata["version"],
+        "serving": metadata["version"] == serving,
+        "created_at": metadata.get("created_at"),
+        "parent_version": lineage.get("parent_version"),
+        "strategy": lineage.get("strategy"),
+        "batch": lineage.get("batch"),
+        "trees": metrics.get("trees"),
+        "test_auc": metrics.get("test_auc"),
+        "size_bytes": metrics.get("size_bytes"),
+        "energy_kwh": sum(measured) if measured and len(measured) == len(energy) else None,
+        "promoted": metadata.get("promotion", {}).get("promoted"),
+    }
+
+
+def models_row(row: dict[str, Any]) -> str:
+    size = None if row["size_bytes"] is None else row["size_bytes"] / 1024
+    energy = "unmeasured" if row["energy_kwh"] is None else format(row["energy_kwh"] * 1e3, ".5f")
+    return (
+        f"{'*' if row['serving'] else ' '} {row['version']:<8} {row['parent_version'] or '-':<8} "
+        f"{row['strategy'] or '-':<13} {row['batch'] or '-':<28} {row['trees'] or '-':>5} "
+        f"{_optional(row['test_auc'], '.4f'):>8} {_optional(size, '.1f'):>8} {energy:>9} {row['promoted']!s:>8}"
+    )

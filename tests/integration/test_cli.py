@@ -68,3 +68,47 @@ def test_run_rejects_an_unknown_config_section_by_name(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "polcy" in result.stderr and str(config) in result.stderr
+
+
+def test_models_lists_versions_and_rollback_refuses_a_tampered_version(tmp_path: Path) -> None:
+    data, store = tmp_path / "incoming", tmp_path / "store"
+    assert (
+        _run(
+            ["generate", "--out", str(data), "--days", "3", "--rows-per-day", "2000", "--covariate-shift-day", "2"],
+            tmp_path,
+        ).returncode
+        == 0
+    )
+    ran = _run(
+        [
+            "run",
+            "--data",
+            str(data),
+            "--store",
+            str(store),
+            "--label",
+            "churned",
+            "--artifacts",
+            str(tmp_path / "artifacts"),
+        ],
+        tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+
+    listed = json.loads(_run(["models", "--json", "--store", str(store)], tmp_path).stdout)
+    assert [(v["version"], v["serving"], v["strategy"]) for v in listed] == [
+        ("v0001", False, "full_retrain"),
+        ("v0002", True, "warm_start"),
+    ]
+    assert all(v["energy_kwh"] > 0 and v["test_auc"] > 0.7 for v in listed)
+
+    rolled = _run(["rollback", "v0001", "--store", str(store)], tmp_path)
+    assert rolled.returncode == 0 and "v0002 -> v0001" in rolled.stdout
+    assert json.loads((store / "models/churn/current.json").read_text())["version"] == "v0001"
+
+    model_file = store / "models/churn/v0002/model.txt"
+    model_file.write_text(model_file.read_text().replace("tree", "TREE", 1))
+    refused = _run(["rollback", "v0002", "--store", str(store)], tmp_path)
+    assert refused.returncode == 2 and "sha256" in refused.stderr and "v0002/model.txt" in refused.stderr
+    assert json.loads((store / "models/churn/current.json").read_text())["version"] == "v0001"
+    assert not list(store.rglob("*.pkl")) and not list(store.rglob("*.pickle"))

@@ -1,5 +1,6 @@
 """The code location loads as Dagster loads it, and every asset is energy-metered."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +26,11 @@ def test_every_asset_requires_the_energy_resource() -> None:
         assert ENERGY_RESOURCE_PARAM in assets_def.required_resource_keys, assets_def.key
 
 
-def test_dagster_cli_validates_the_code_location_with_no_flags() -> None:
+def test_dagster_cli_validates_the_code_location_with_no_flags(tmp_path: Path) -> None:
     dagster = Path(sys.executable).with_name("dagster")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
-        [str(dagster), "definitions", "validate"], cwd=REPO, capture_output=True, text=True, timeout=180
+        [str(dagster), "definitions", "validate"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "green_pipeline" in result.stdout + result.stderr
