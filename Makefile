@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 
+CHROMIUM := /usr/bin/chromium
+# Root on CI and the project's machines; elsewhere apt needs sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: demo test lint ui bench clean
 
 $(STAMP): pyproject.toml
@@ -20,7 +24,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check green_pipeline assets sensors tests bench
 	$(BIN)/ruff format --check green_pipeline assets sensors tests bench
 
-test: lint
+# The browser test drives Debian's Chromium (a package, not a browser download by a test tool).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)

@@ -1,57 +1,140 @@
-"""Deployment group, first half: the compressed model, measured on held-out rows of the batch."""
+"""Deployment group, first half: the compressed model, the cheapest measured candidate within the AUC budget."""
 
+import base64
 import dataclasses
+from typing import Any
 
+import lightgbm as lgb
 import pandas as pd
-from dagster import AssetExecutionContext, Output
+from dagster import AssetExecutionContext, Config, MetadataValue, Output
+from pydantic import Field
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.compression import prune_tree_prefix
+from green_pipeline.compression import (
+    RETRAINED_CANDIDATES,
+    CompressionOutcome,
+    CompressionSettings,
+    candidates_table,
+    compress_model,
+)
+from green_pipeline.compression_measure import ENERGY_BASIS
 from green_pipeline.evaluation import auc
 from green_pipeline.records import CandidateModel, CompressedModel
-from green_pipeline.resources import RetrainPolicy
+from green_pipeline.resources import EnergyResource, RetrainPolicy
 from green_pipeline.training import split_batch
+
+
+class CompressionConfig(Config):
+    """Run settings of the compression step; its AUC budget is ``policy.compression_auc_tolerance``."""
+
+    compile_engine: str | None = Field(
+        default=None,
+        description="Engine that compiles the best text model (lleaves); off by default: a compile costs tens of "
+        "seconds per retrain here and pays off only over many predictions (see bench/compression.py).",
+    )
+    expected_predictions: int = Field(
+        default=1_000_000, ge=1, description="Predictions expected before the next retrain; a compile is amortized."
+    )
+    max_compile_trees: int = Field(default=200, ge=1, description="Larger models are not compiled (compile time).")
+    timing_rows: int = Field(default=5_000, ge=1, description="Rows (held-out rows repeated) timed per candidate.")
+    min_timing_s: float = Field(default=0.1, ge=0.0, description="Shortest timed prediction per candidate.")
+
+    def settings(self, auc_budget: float) -> CompressionSettings:
+        return CompressionSettings(
+            auc_budget=auc_budget,
+            expected_predictions=self.expected_predictions,
+            compile_engine=self.compile_engine or None,
+            max_compile_trees=self.max_compile_trees,
+            timing_rows=self.timing_rows,
+            min_timing_s=self.min_timing_s,
+        )
 
 
 @metered_asset(partitions_def=batch_partitions, group_name="deployment", io_manager_key="artifact_io_manager")
 def compressed_model(
     context: AssetExecutionContext,
+    config: CompressionConfig,
     validated_batch: pd.DataFrame,
     retrained_model: CandidateModel,
     policy: RetrainPolicy,
+    energy: EnergyResource,
 ) -> Output[CompressedModel]:
-    """The smallest tree prefix of the challenger within the AUC budget, chosen on validation rows."""
+    """Pruned, retrained-smaller, distilled, quantized and compiled candidates, measured; the cheapest kept.
+
+    Each is judged on validation rows (AUC within the budget, energy per 1,000 predictions); the chosen
+    model's AUC on the test rows is what the promotion gate sees.
+    """
     schema = retrained_model.schema
     split = split_batch(validated_batch, schema.label, retrained_model.batch, retrained_model.batch)
-    result = prune_tree_prefix(retrained_model.booster(), split.valid, schema, policy.compression_auc_tolerance)
-    compressed = CompressedModel(
+    teacher = retrained_model.booster()
+    outcome = compress_model(
+        teacher, split.train, split.valid, schema, config.settings(policy.compression_auc_tolerance), energy.settings()
+    )
+    chosen_booster = lgb.Booster(model_str=outcome.chosen.model_text)
+    compressed = _record(retrained_model, outcome, auc(chosen_booster, split.test, schema))
+    context.log.info(f"compression chose {outcome.chosen.name}; {outcome.compile_status}")
+    return Output(compressed, metadata=_metadata(outcome, compressed, auc(teacher, split.test, schema)))
+
+
+def _record(retrained: CandidateModel, outcome: CompressionOutcome, test_auc: float) -> CompressedModel:
+    chosen, baseline = outcome.chosen, outcome.baseline
+    assert chosen.holdout_auc is not None and baseline.holdout_auc is not None
+    retrained_here = chosen.name.split("+")[0] in RETRAINED_CANDIDATES
+    artifact = chosen.artifact
+    return CompressedModel(
         model=dataclasses.replace(
-            retrained_model,
-            model_text=result.booster.model_to_string(),
-            trees=result.trees_after,
-            new_trees=max(0, retrained_model.new_trees - (result.trees_before - result.trees_after)),
+            retrained,
+            model_text=chosen.model_text,
+            trees=chosen.trees,
+            new_trees=chosen.trees if retrained_here else max(0, retrained.new_trees - (baseline.trees - chosen.trees)),
         ),
-        technique=result.technique,
-        trees_before=result.trees_before,
-        auc_before=result.auc_before,
-        auc_after=result.auc_after,
-        test_auc=auc(result.booster, split.test, schema),
-        size_bytes_before=result.size_bytes_before,
-        size_bytes_after=result.size_bytes_after,
+        technique=chosen.name,
+        trees_before=baseline.trees,
+        auc_before=baseline.holdout_auc,
+        auc_after=chosen.holdout_auc,
+        test_auc=test_auc,
+        size_bytes_before=baseline.size_bytes,
+        size_bytes_after=chosen.size_bytes,
+        engine=chosen.engine,
+        engine_file=artifact.file_name if artifact else None,
+        engine_artifact_b64=base64.b64encode(artifact.payload).decode("ascii") if artifact else None,
+        engine_target=artifact.target if artifact else None,
+        energy_per_1k_predictions_kwh=outcome.cost_per_1k(chosen) if outcome.cost_basis == ENERGY_BASIS else None,
+        energy_per_1k_predictions_kwh_before=(
+            outcome.cost_per_1k(baseline) if outcome.cost_basis == ENERGY_BASIS else None
+        ),
     )
-    context.log.info(f"{result.technique}: {result.trees_before} -> {result.trees_after} trees")
-    return Output(
-        compressed,
-        metadata={
-            "technique": result.technique,
-            "trees_before": result.trees_before,
-            "trees_after": result.trees_after,
-            "valid_auc_before": result.auc_before,
-            "valid_auc_after": result.auc_after,
-            "test_auc": compressed.test_auc,
-            "model_size_bytes_before": result.size_bytes_before,
-            "model_size_bytes": result.size_bytes_after,
-            "size_ratio": result.size_ratio,
-        },
-    )
+
+
+def _metadata(outcome: CompressionOutcome, compressed: CompressedModel, test_auc_before: float) -> dict[str, Any]:
+    """Numbers as numbers (the UI plots them per partition) and the table of every candidate as Markdown."""
+    assert outcome.chosen.inference is not None
+    metadata: dict[str, Any] = {
+        "technique": compressed.technique,
+        "engine": compressed.engine,
+        "compile_status": outcome.compile_status,
+        "candidates": MetadataValue.md(candidates_table(outcome)),
+        "cost_basis": outcome.cost_basis,
+        "auc_budget": outcome.settings.auc_budget,
+        "expected_predictions": outcome.settings.expected_predictions,
+        "trees_before": compressed.trees_before,
+        "trees_after": compressed.model.trees,
+        "model_size_bytes_before": compressed.size_bytes_before,
+        "model_size_bytes": compressed.size_bytes_after,
+        "size_ratio": outcome.size_ratio,
+        "rows_per_s": outcome.chosen.inference.rows_per_s,
+        "speedup": outcome.speedup,
+        "valid_auc_before": compressed.auc_before,
+        "valid_auc_after": compressed.auc_after,
+        "auc_delta": outcome.auc_delta,
+        "test_auc": compressed.test_auc,
+        "test_auc_delta": compressed.test_auc - test_auc_before,
+    }
+    if compressed.energy_per_1k_predictions_kwh is not None:
+        metadata["energy_per_1k_predictions_kwh"] = compressed.energy_per_1k_predictions_kwh
+        metadata["energy_per_1k_predictions_kwh_before"] = compressed.energy_per_1k_predictions_kwh_before
+        metadata["energy_per_1k_ratio"] = outcome.cost_ratio
+    if outcome.chosen.artifact is not None:
+        metadata["engine_file_bytes"] = len(outcome.chosen.artifact.payload)
+    return metadata

@@ -8,6 +8,7 @@ from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.ledger import run_entries
 from green_pipeline.policy import decide_promotion
 from green_pipeline.records import ChampionComparison, CompressedModel, Deployment
+from green_pipeline.release import engine_files, release_metadata
 from green_pipeline.resources import DatasetResource, ModelStoreResource, RetrainPolicy
 
 ENERGY_ATTRIBUTED_ASSETS = ("retrained_model", "compressed_model")
@@ -34,29 +35,11 @@ def deployed_model(
         for entry in run_entries(context.instance, context.run.run_id)
         if entry.asset in ENERGY_ATTRIBUTED_ASSETS and entry.partition == context.partition_key
     }
+    metadata = release_metadata(
+        compressed_model, model_evaluation, decision, energy, dataset.data_url, context.run.run_id
+    )
     version = store.publish(
-        candidate.booster(),
-        candidate.schema,
-        validated_batch,
-        {
-            "metrics": {
-                "test_auc": compressed_model.test_auc,
-                "champion_auc": model_evaluation.champion_auc,
-                "uncompressed_test_auc": model_evaluation.challenger_auc,
-                "trees": candidate.trees,
-                "size_bytes": compressed_model.size_bytes_after,
-            },
-            "energy": energy,
-            "lineage": {
-                "batch": candidate.batch,
-                "data_url": dataset.data_url,
-                "parent_version": candidate.parent_version,
-                "strategy": candidate.strategy.value,
-                "compression": compressed_model.technique,
-                "dagster_run_id": context.run.run_id,
-            },
-            "promotion": {"promoted": decision.promote, "reason": decision.reason},
-        },
+        candidate.model_text, candidate.schema, validated_batch, metadata, engine_files(compressed_model)
     )
     if decision.promote:
         store.promote(version)

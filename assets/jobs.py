@@ -32,3 +32,10 @@ retraining_job = define_asset_job(
     tags=MODEL_LANE_TAG,
     description="Retrain, evaluate, compress and deploy for a batch whose drift report asks for it.",
 )
+
+energy_ledger_job = define_asset_job(
+    "energy_ledger_job",
+    selection=AssetSelection.assets("energy_ledger"),
+    executor_def=in_process_executor,
+    description="Refresh the energy ledger (per asset, per run, avoided energy, chart) from the event log.",
+)

@@ -11,7 +11,7 @@ from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.energy import measure_energy
 from green_pipeline.records import DriftAssessment
 from green_pipeline.resources import ArtifactStorage, EnergyResource, ModelStoreResource
-from green_pipeline.scoring import score_batch
+from green_pipeline.scoring import score_batch, serving_predictor
 
 
 @metered_asset(
@@ -39,15 +39,17 @@ def predictions(
     model = model_store.store().load(version)
     cache_url = artifacts.url("prediction_cache", model_store.model_name, f"{version}.parquet")
     cached = artifacts.read(cache_url)
+    predict, engine_name = serving_predictor(model)
     with measure_energy(energy.settings()) as scoring:
         result = score_batch(
-            model.booster, model.schema, validated_batch, pd.read_parquet(io.BytesIO(cached)) if cached else None
+            predict, model.schema, validated_batch, pd.read_parquet(io.BytesIO(cached)) if cached else None
         )
     buffer = io.BytesIO()
     result.cache.to_parquet(buffer, index=False)
     artifacts.write(cache_url, buffer.getvalue())
     metadata: dict[str, object] = {
         "model_version": version,
+        "engine": engine_name,
         "rows_scored": result.rows,
         "rows_computed": result.rows_computed,
         "cache_hits": result.cache_hits,

@@ -3,15 +3,16 @@
 from collections.abc import Iterator
 
 import pandas as pd
-from dagster import AssetExecutionContext, Output
+from dagster import AssetExecutionContext, MetadataValue, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.evaluation import auc
 from green_pipeline.records import CandidateModel, ChampionComparison, DriftAssessment
-from green_pipeline.resources import DatasetResource, ModelStoreResource, RetrainPolicy
+from green_pipeline.resources import DatasetResource, EnergyResource, ModelStoreResource, RetrainPolicy
+from green_pipeline.retraining import plan_for, retrain
 from green_pipeline.schema import infer_schema
-from green_pipeline.training import split_batch, train_model
+from green_pipeline.training import split_batch
 
 
 @metered_asset(
@@ -19,6 +20,8 @@ from green_pipeline.training import split_batch, train_model
     group_name="training",
     io_manager_key="artifact_io_manager",
     output_required=False,
+    # One training at a time across runs (dagster.yaml: pools default_limit 1).
+    pool="training",
 )
 def retrained_model(
     context: AssetExecutionContext,
@@ -27,22 +30,26 @@ def retrained_model(
     model_store: ModelStoreResource,
     policy: RetrainPolicy,
     dataset: DatasetResource,
+    energy: EnergyResource,
 ) -> Iterator[Output[CandidateModel]]:
-    """A challenger trained on the batch, only when drift passed the threshold or nothing is deployed.
+    """A challenger, only when drift or a quality drop passed its threshold or nothing is deployed.
 
-    Otherwise nothing is materialized and Dagster shows this step, and everything after it, skipped.
+    The cheapest strategy expected to recover quality is tried first, escalating while the quality bar is
+    missed; otherwise nothing is materialized and Dagster shows this step, and everything after it, skipped.
     """
-    decision = drift_report.decision
-    if not decision.retrain or decision.strategy is None:
-        context.log.info(f"Retraining skipped: {decision.reason}")
+    if not drift_report.decision.retrain:
+        context.log.info(f"Retraining skipped: {drift_report.decision.reason}")
         return
     champion = model_store.store().load(drift_report.champion_version) if drift_report.champion_version else None
     # The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
     schema = champion.schema if champion else infer_schema(validated_batch, dataset.spec(), context.partition_key)
     split = split_batch(validated_batch, schema.label, context.partition_key, context.partition_key)
-    result = train_model(
-        split, schema, decision.strategy, policy.training_settings(), champion.booster if champion else None
-    )
+    rules = policy.strategy_rules()
+    plan = plan_for(drift_report, len(validated_batch), policy.quality_drop_threshold_auc, policy.always_retrain, rules)
+    # Each attempt is measured on its own, with the settings that meter the whole step.
+    outcome = retrain(split, schema, champion, plan, rules, policy.training_settings(), energy.settings())
+    result = outcome.result
+    context.log.info(f"{result.strategy.value}: {outcome.reason}")
     candidate = CandidateModel(
         batch=context.partition_key,
         model_text=result.booster.model_to_string(),
@@ -56,8 +63,8 @@ def retrained_model(
     yield Output(
         candidate,
         metadata={
-            "strategy": result.strategy.value,
-            "reason": decision.reason,
+            **outcome.metadata(),
+            "attempts_table": MetadataValue.md(outcome.attempts_table()),
             "trees": result.trees,
             "new_trees": result.new_trees,
             "train_rows": result.train_rows,

@@ -7,18 +7,22 @@ It is seeded per day, so every run of the demo and the tests sees identical file
 
 from __future__ import annotations
 
+import csv
 import io
 import posixpath
+import urllib.parse
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from green_pipeline import files
 from green_pipeline.errors import InvalidBatchError, InvalidConfigError
 
 BATCH_SUFFIXES = (".parquet", ".pq", ".csv")
+CSV_DELIMITERS = (",", ";", "\t", "|")
 LABEL = "churned"
 PLANS = ("basic", "standard", "premium")
 CHANNELS = ("web", "mobile", "store")
@@ -104,6 +108,73 @@ def generate_day(spec: StreamSpec, day: int) -> pd.DataFrame:
     )
 
 
+DOMAIN_LABEL = "defaulted"
+DOMAINS = ("source", "target")
+SEGMENTS = ("retail", "smb", "corporate", "public")
+DOMAIN_NUMERIC = tuple(f"signal_{i:02d}" for i in range(14))
+
+
+@dataclass(frozen=True)
+class DomainPairSpec:
+    """Two domains (e.g. two markets) with the same columns: the target's feature means and effects are shifted.
+
+    ``relationship_shift`` blends each effect of the source with an independent one (0: same relationships,
+    1: unrelated); ``covariate_shift`` moves some target feature means by that many standard deviations.
+    """
+
+    source_rows: int = 40000
+    target_rows: int = 20000
+    seed: int = 11
+    relationship_shift: float = 0.5
+    covariate_shift: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.source_rows < 50 or self.target_rows < 50:
+            raise InvalidConfigError("domain pair: source_rows and target_rows must be >= 50.")
+        if not 0.0 <= self.relationship_shift <= 1.0:
+            raise InvalidConfigError(f"domain pair: relationship_shift {self.relationship_shift} is not in [0, 1].")
+
+
+def generate_domain_pair(spec: DomainPairSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A source batch to pre-train on and a target batch to adapt to (14 numeric signals, a segment, a label)."""
+    return (
+        generate_domain_batch(spec, "source", spec.source_rows),
+        generate_domain_batch(spec, "target", spec.target_rows),
+    )
+
+
+def generate_domain_batch(spec: DomainPairSpec, domain: str, rows: int, part: int = 0) -> pd.DataFrame:
+    """``rows`` rows of one domain; each ``part`` is an independent draw (e.g. the domain's next batch)."""
+    if domain not in DOMAINS:
+        raise InvalidConfigError(f"domain {domain!r} is not one of {', '.join(DOMAINS)}.")
+    target = domain == "target"
+    effects = np.random.default_rng([spec.seed, 0]).normal(0.0, 0.6, (2, len(DOMAIN_NUMERIC) + len(SEGMENTS) + 2))
+    effects[:, 10:14] = 0.0  # four pure-noise signals
+    weights = (
+        effects[0] * (1.0 - spec.relationship_shift) + effects[1] * spec.relationship_shift if target else effects[0]
+    )
+    means = np.random.default_rng([spec.seed, 1]).choice([-1.0, 0.0, 0.0, 1.0], len(DOMAIN_NUMERIC))
+    rng = np.random.default_rng([spec.seed, 2 + int(target), part])
+    x = rng.standard_normal((rows, len(DOMAIN_NUMERIC))) + (spec.covariate_shift * means if target else 0.0)
+    segment = rng.choice(len(SEGMENTS), rows, p=[0.2, 0.3, 0.3, 0.2] if target else [0.4, 0.3, 0.2, 0.1])
+    n = len(DOMAIN_NUMERIC)
+    # Linear, hinge and saturating effects plus two interactions, so trees have something to find.
+    shaped = np.where(
+        np.arange(n) % 3 == 0, x, np.where(np.arange(n) % 3 == 1, 2.0 * np.maximum(x - 0.5, 0.0), np.tanh(2.0 * x))
+    )
+    logit = (
+        -1.0
+        + shaped @ weights[:n]
+        + weights[n : n + len(SEGMENTS)][segment]
+        + weights[-2] * x[:, 0] * x[:, 1]
+        + weights[-1] * x[:, 2] * (segment == 0)
+    )
+    frame = pd.DataFrame(x.round(4), columns=list(DOMAIN_NUMERIC))
+    frame["segment"] = np.asarray(SEGMENTS)[segment]
+    frame[DOMAIN_LABEL] = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype("int64")
+    return frame
+
+
 def encode_batch(frame: pd.DataFrame, file_format: str) -> bytes:
     buffer = io.BytesIO()
     if file_format == "csv":
@@ -131,29 +202,124 @@ def list_batches(url: str, storage_options: files.StorageOptions | None = None) 
 
 
 def check_batch_name(name: str) -> str:
-    """Refuse names that could escape the data folder when joined to its URL."""
-    if not name or name != posixpath.basename(name) or name in (".", "..") or "\\" in name:
-        raise InvalidBatchError(f"batch name {name!r} is not a plain file name; partitions must name a file.")
+    """Refuse names that could escape the data folder when joined to its URL, before any join.
+
+    Percent-encoded forms (``%2E%2E/x.csv``, ``..%2Fx.csv``) are checked decoded too: some filesystems unquote.
+    """
+    decoded = urllib.parse.unquote(name)
+    for form in (name, decoded):
+        if not form or form != posixpath.basename(form) or form in (".", "..") or "\\" in form or "\x00" in form:
+            raise InvalidBatchError(
+                f"batch name {name!r} is not a plain file name; partitions must name a file directly under "
+                "dataset.data_url (no '/', '\\', '..' or absolute paths, even percent-encoded)."
+            )
     if not name.lower().endswith(BATCH_SUFFIXES):
         raise InvalidBatchError(f"batch {name!r}: unsupported extension; use one of {', '.join(BATCH_SUFFIXES)}.")
     return name
 
 
-def read_batch(data_url: str, name: str, storage_options: files.StorageOptions | None = None) -> pd.DataFrame:
-    """Read one batch file (Parquet or CSV) from the data URL, with errors that name the file."""
+def check_batch_limits(
+    source: str,
+    *,
+    size_bytes: int | None = None,
+    rows: int | None = None,
+    max_bytes: int | None = None,
+    max_rows: int | None = None,
+) -> None:
+    """Refuse a batch over the configured size, so one oversized upload cannot exhaust memory or a training budget."""
+    if max_bytes is not None and size_bytes is not None and size_bytes > max_bytes:
+        raise InvalidBatchError(
+            f"{source}: the file is {size_bytes} bytes, over dataset.max_bytes={max_bytes}; "
+            "split it into smaller batch files or raise dataset.max_bytes."
+        )
+    if max_rows is not None and rows is not None and rows > max_rows:
+        raise InvalidBatchError(
+            f"{source}: the batch has more than {max_rows} rows (dataset.max_rows); "
+            "split it into smaller batch files or raise dataset.max_rows."
+        )
+
+
+def read_batch(
+    data_url: str,
+    name: str,
+    storage_options: files.StorageOptions | None = None,
+    *,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
+) -> pd.DataFrame:
+    """Read one batch file (Parquet or CSV) from the data URL, with errors that name the file and say what to do."""
     url = files.join(data_url, check_batch_name(name))
+    payload = _fetch_batch(url, storage_options, max_bytes)
+    if name.lower().endswith(".csv"):
+        frame = _parse_csv(payload, url, max_rows)
+    else:
+        frame = _parse_parquet(payload, url, max_rows)
+    if len(frame) == 0:
+        raise InvalidBatchError(
+            f"{url}: the file has a header ({len(frame.columns)} columns) but no rows; "
+            "check the export that wrote it and upload the batch again."
+        )
+    return frame
+
+
+def _fetch_batch(url: str, storage_options: files.StorageOptions | None, max_bytes: int | None) -> bytes:
+    """The file's bytes, its size checked against the limit before it is downloaded."""
+    fs, path = files.filesystem(url, storage_options)
     try:
-        payload = files.read_bytes(url, storage_options)
+        check_batch_limits(url, size_bytes=fs.size(path), max_bytes=max_bytes)
+        payload = fs.cat_file(path)
     except FileNotFoundError as exc:
         raise InvalidBatchError(f"{url}: batch file not found.") from exc
     if not payload:
-        raise InvalidBatchError(f"{url}: the file is empty (0 bytes).")
+        raise InvalidBatchError(f"{url}: the file is empty (0 bytes); upload the batch again.")
+    check_batch_limits(url, size_bytes=len(payload), max_bytes=max_bytes)
+    return payload
+
+
+def _parse_csv(payload: bytes, url: str, max_rows: int | None) -> pd.DataFrame:
+    """UTF-8 only (a guessed encoding would silently turn 'Zürich' into another category); the delimiter is
+    detected from the header among ``, ; tab |`` and repeated header names are refused (pandas would rename them)."""
     try:
-        if name.lower().endswith(".csv"):
-            return pd.read_csv(io.BytesIO(payload))
-        return pd.read_parquet(io.BytesIO(payload))
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InvalidBatchError(f"{url}: cannot be read as {posixpath.splitext(name)[1][1:]}: {exc}") from exc
+        text = payload.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidBatchError(
+            f"{url}: cannot be read as csv: it is not UTF-8 text (byte 0x{payload[exc.start]:02x} at offset "
+            f"{exc.start}; latin-1/cp1252 exports look like this). Re-export the file with UTF-8 encoding."
+        ) from exc
+    header_line = text.split("\n", 1)[0].rstrip("\r")
+    delimiter = max(CSV_DELIMITERS, key=header_line.count)
+    header = next(csv.reader([header_line], delimiter=delimiter), [])
+    duplicated = sorted({column for column in header if header.count(column) > 1})
+    if duplicated:
+        raise InvalidBatchError(
+            f"{url}: duplicate column names {duplicated} in the CSV header; each column must appear once. "
+            "Rename or drop the repeated columns."
+        )
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, nrows=None if max_rows is None else max_rows + 1)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InvalidBatchError(f"{url}: cannot be read as csv (delimiter {delimiter!r}): {exc}") from exc
+    check_batch_limits(url, rows=len(frame), max_rows=max_rows)
+    return frame
+
+
+def _parse_parquet(payload: bytes, url: str, max_rows: int | None) -> pd.DataFrame:
+    """Duplicate names and the row count come from the footer, before any column is decoded."""
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(payload))
+        names = parquet.schema_arrow.names
+        duplicated = sorted({column for column in names if names.count(column) > 1})
+        if duplicated:
+            raise InvalidBatchError(
+                f"{url}: duplicate column names {duplicated} in the Parquet schema; each column must appear once. "
+                "Rename or drop the repeated columns."
+            )
+        check_batch_limits(url, rows=parquet.metadata.num_rows, max_rows=max_rows)
+        return parquet.read().to_pandas()
+    except (ValueError, OSError) as exc:
+        raise InvalidBatchError(
+            f"{url}: cannot be read as parquet (corrupted or truncated?): {exc}. Upload the file again."
+        ) from exc
 
 
 def new_batches(listing: dict[str, int], seen: dict[str, int]) -> dict[str, int]:

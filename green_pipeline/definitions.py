@@ -2,25 +2,28 @@
 
 from dagster import Definitions
 
+from green_pipeline.assets.checks import drift_below_threshold, energy_budget_per_run, quality_floor
 from green_pipeline.assets.compression import compressed_model
 from green_pipeline.assets.deployment import deployed_model
 from green_pipeline.assets.ingestion import ingested_batch, validated_batch
-from green_pipeline.assets.jobs import green_pipeline_job, monitoring_job, retraining_job
+from green_pipeline.assets.jobs import energy_ledger_job, green_pipeline_job, monitoring_job, retraining_job
 from green_pipeline.assets.monitoring import drift_report
+from green_pipeline.assets.reporting import energy_ledger
 from green_pipeline.assets.scoring import predictions
 from green_pipeline.assets.training import model_evaluation, retrained_model
 from green_pipeline.resources import (
-    ArtifactIOManager,
     ArtifactStorage,
+    CheckThresholds,
     DatasetResource,
     EnergyResource,
     ModelStoreResource,
     ObjectStorage,
     RetrainPolicy,
+    artifact_io_manager,
 )
 from green_pipeline.sensors.drift import drift_retraining_sensor
 from green_pipeline.sensors.new_data import new_batch_sensor
-from green_pipeline.sensors.schedules import daily_pipeline_schedule
+from green_pipeline.sensors.schedules import daily_ledger_schedule, daily_pipeline_schedule
 
 
 def build_resources() -> dict[str, object]:
@@ -31,11 +34,12 @@ def build_resources() -> dict[str, object]:
     return {
         "object_storage": storage,
         "artifacts": artifacts,
-        "artifact_io_manager": ArtifactIOManager(artifacts=artifacts),
+        "artifact_io_manager": artifact_io_manager,
         "dataset": DatasetResource(storage=storage),
         "model_store": ModelStoreResource(storage=storage),
         "energy": EnergyResource(),
         "policy": RetrainPolicy(),
+        "check_thresholds": CheckThresholds(),
     }
 
 
@@ -49,9 +53,11 @@ defs = Definitions(
         compressed_model,
         deployed_model,
         predictions,
+        energy_ledger,
     ],
-    jobs=[green_pipeline_job, monitoring_job, retraining_job],
+    asset_checks=[drift_below_threshold, quality_floor, energy_budget_per_run],
+    jobs=[green_pipeline_job, monitoring_job, retraining_job, energy_ledger_job],
     sensors=[new_batch_sensor, drift_retraining_sensor],
-    schedules=[daily_pipeline_schedule],
+    schedules=[daily_pipeline_schedule, daily_ledger_schedule],
     resources=build_resources(),
 )

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventLogEntry
 
+from green_pipeline.cost_review import BatchCost
+
 PAGE = 1000
+RETRAINING_STEPS = ("retrained_model", "model_evaluation", "compressed_model", "deployed_model")
+PREDICTIONS = AssetKey("predictions")
 
 
 @dataclass(frozen=True)
@@ -61,19 +66,66 @@ def run_entries(instance: DagsterInstance, run_id: str) -> list[EnergyEntry]:
     return [entry for entry in map(entry_of, events) if entry is not None]
 
 
-def all_entries(instance: DagsterInstance) -> Iterator[EnergyEntry]:
-    """Energy of every materialization the instance recorded, oldest first, asset by asset."""
+def materializations(instance: DagsterInstance) -> Iterator[EventLogEntry]:
+    """Every materialization event the instance recorded, oldest first, asset by asset."""
     for key in instance.get_asset_keys():
         cursor = None
         while True:
             page = instance.fetch_materializations(AssetKey(key.path), limit=PAGE, cursor=cursor, ascending=True)
             for record in page.records:
-                entry = entry_of(record.event_log_entry)
-                if entry is not None:
-                    yield entry
+                yield record.event_log_entry
             if not page.has_more:
                 break
             cursor = page.cursor
+
+
+def all_entries(instance: DagsterInstance) -> Iterator[EnergyEntry]:
+    """Energy of every materialization the instance recorded, oldest first, asset by asset."""
+    for event in materializations(instance):
+        entry = entry_of(event)
+        if entry is not None:
+            yield entry
+
+
+def batch_costs(instance: DagsterInstance) -> list[BatchCost]:
+    """Per batch (in name order), the latest materialization of each step: energy, retrain, and quality."""
+    latest: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for event in materializations(instance):
+        materialization = event.asset_materialization
+        if materialization is not None and materialization.partition is not None:
+            values = {k: v.value for k, v in materialization.metadata.items()}
+            latest[materialization.partition][materialization.asset_key.to_user_string()] = values
+    return [_batch_cost(batch, steps) for batch, steps in sorted(latest.items()) if "drift_report" in steps]
+
+
+def _batch_cost(batch: str, steps: dict[str, dict[str, Any]]) -> BatchCost:
+    retrained = "retrained_model" in steps and steps["drift_report"].get("retrain_required") is True
+    retrain_energy = [steps[s].get("energy_kwh") for s in RETRAINING_STEPS if s in steps] if retrained else []
+    deployment = steps.get("deployed_model", {}) if retrained else {}
+    return BatchCost(
+        batch=batch,
+        energy_kwh=sum(m.get("energy_kwh") or 0.0 for m in steps.values()),
+        unmeasured_steps=sum(m.get("energy_kwh") is None for m in steps.values()),
+        retrained=retrained,
+        retrain_energy_kwh=sum(retrain_energy) if retrain_energy and None not in retrain_energy else None,
+        served_auc=steps["drift_report"].get("champion_auc"),
+        deployed_auc=deployment.get("test_auc") if deployment.get("promoted") else None,
+    )
+
+
+def prediction_energy_per_1k_kwh(instance: DagsterInstance) -> float | None:
+    """Energy per 1,000 predictions over every measured scoring step (weighted by rows scored)."""
+    rows, energy = 0, 0.0
+    for event in materializations(instance):
+        materialization = event.asset_materialization
+        if materialization is None or materialization.asset_key != PREDICTIONS:
+            continue
+        per_1k = materialization.metadata.get("energy_per_1k_predictions_kwh")
+        scored = materialization.metadata.get("rows_scored")
+        if per_1k is not None and scored is not None:
+            rows += int(scored.value)
+            energy += float(per_1k.value) * int(scored.value) / 1000
+    return energy / rows * 1000 if rows else None
 
 
 def totals(entries: Iterable[EnergyEntry], by: str) -> list[EnergyTotal]:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from green_pipeline.drift import DriftResult, detect_drift, no_reference
 from green_pipeline.evaluation import auc
-from green_pipeline.policy import QualityDrop, decide_retraining
+from green_pipeline.policy import QualityDrop, StrategyRules, decide_retraining
 from green_pipeline.records import DriftAssessment
 from green_pipeline.store import DeployedModel
 
@@ -18,6 +18,8 @@ class MonitoringThresholds:
     drift_share: float
     quality_drop_auc: float
     always_retrain: bool = False
+    #: How the first strategy is chosen; None means the policy's defaults.
+    rules: StrategyRules | None = None
 
 
 def assess_batch(
@@ -38,7 +40,9 @@ def assess_batch(
     assessment = DriftAssessment(
         batch=batch,
         drift=drift,
-        decision=decide_retraining(drift, champion is not None, quality, thresholds.always_retrain),
+        decision=decide_retraining(
+            drift, champion is not None, quality, thresholds.always_retrain, thresholds.rules, len(frame)
+        ),
         champion_version=champion.version if champion else None,
         champion_auc=quality.batch_auc if quality else None,
         champion_deployed_auc=quality.deployed_auc if quality else None,

@@ -10,11 +10,13 @@ from typing import Any
 
 import pandas as pd
 from dagster import (
-    ConfigurableIOManager,
     ConfigurableResource,
+    InitResourceContext,
     InputContext,
+    IOManager,
     OutputContext,
     ResourceDependency,
+    io_manager,
 )
 from pydantic import Field, TypeAdapter
 
@@ -22,6 +24,7 @@ from green_pipeline import files
 from green_pipeline.energy import EnergySettings
 from green_pipeline.errors import GreenPipelineError
 from green_pipeline.monitoring import MonitoringThresholds
+from green_pipeline.policy import StrategyRules
 from green_pipeline.records import RECORD_TYPES
 from green_pipeline.schema import DatasetSpec
 from green_pipeline.store import ModelStore
@@ -93,7 +96,7 @@ class EnergyResource(ConfigurableResource):
 
 
 class RetrainPolicy(ConfigurableResource):
-    """When to retrain, how hard, and what may be deployed."""
+    """When to retrain, which strategy to try first, when to escalate, and what may be deployed."""
 
     drift_share_threshold: float = Field(
         default=0.3, gt=0.0, le=1.0, description="Share of drifted feature columns that triggers a retrain."
@@ -102,7 +105,8 @@ class RetrainPolicy(ConfigurableResource):
         default=0.05,
         gt=0.0,
         le=1.0,
-        description="Drop of the serving model's AUC on a labelled batch (vs at deployment) that triggers a retrain.",
+        description="Drop of the serving model's AUC on a labelled batch (vs at deployment) that triggers a retrain "
+        "and marks a concept drift: refit is skipped and no old reference rows are mixed in.",
     )
     promotion_tolerance_auc: float = Field(
         default=0.005,
@@ -119,14 +123,55 @@ class RetrainPolicy(ConfigurableResource):
     always_retrain: bool = Field(
         default=False, description="Baseline of today's practice: full retrain on every batch."
     )
+    severe_drift_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Drifted share from which refit is skipped: start at warm start."
+    )
+    severe_column_drift: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="A drifted column this many times past its test threshold skips refit: start at warm start.",
+    )
+    min_rows_new_trees: int = Field(
+        default=1000, ge=0, description="Fewer labelled rows than this: only refit is tried (no new trees)."
+    )
+    reference_fraction: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=10.0,
+        description="Rows of the champion's reference data mixed into warm start and full retrain, "
+        "as a fraction of the new training rows.",
+    )
+    min_gain_auc: float = Field(
+        default=0.005,
+        ge=0.0,
+        le=1.0,
+        description="Validation AUC a candidate must gain over the champion for escalation to stop.",
+    )
+    refit_decay_rate: float = Field(
+        default=0.5, ge=0.0, lt=1.0, description="Weight of the old leaf values when refitting."
+    )
     learning_rate: float = Field(default=0.05, gt=0.0, le=1.0)
     num_leaves: int = Field(default=31, ge=2, le=1024)
     max_trees_full: int = Field(default=500, ge=1)
     max_new_trees_warm_start: int = Field(default=150, ge=1)
     early_stopping_rounds: int = Field(default=40, ge=1)
+    early_stopping_rounds_warm_start: int = Field(
+        default=10, ge=1, description="Patience of a warm start, which only learns the residual error."
+    )
 
     def thresholds(self) -> MonitoringThresholds:
-        return MonitoringThresholds(self.drift_share_threshold, self.quality_drop_threshold_auc, self.always_retrain)
+        return MonitoringThresholds(
+            self.drift_share_threshold, self.quality_drop_threshold_auc, self.always_retrain, self.strategy_rules()
+        )
+
+    def strategy_rules(self) -> StrategyRules:
+        return StrategyRules(
+            severe_drift_share=self.severe_drift_share,
+            severe_column_drift=self.severe_column_drift,
+            min_rows_new_trees=self.min_rows_new_trees,
+            reference_fraction=self.reference_fraction,
+            min_gain_auc=self.min_gain_auc,
+        )
 
     def training_settings(self) -> TrainingSettings:
         return TrainingSettings(
@@ -135,6 +180,8 @@ class RetrainPolicy(ConfigurableResource):
             max_trees_full=self.max_trees_full,
             max_new_trees_warm_start=self.max_new_trees_warm_start,
             early_stopping_rounds=self.early_stopping_rounds,
+            early_stopping_rounds_warm_start=self.early_stopping_rounds_warm_start,
+            refit_decay_rate=self.refit_decay_rate,
         )
 
 
@@ -155,14 +202,15 @@ class ArtifactStorage(ConfigurableResource):
         return files.read_bytes(url, options) if files.exists(url, options) else None
 
 
-class ArtifactIOManager(ConfigurableIOManager):
+class ArtifactIOManager(IOManager):
     """Stores step outputs as artefacts: DataFrames as Parquet, records as JSON; every write is atomic.
 
     Dagster's default IO manager pickles and writes in place; this one never unpickles and never
     leaves a truncated file where the event log says a complete one is.
     """
 
-    artifacts: ResourceDependency[ArtifactStorage]
+    def __init__(self, artifacts: ArtifactStorage) -> None:
+        self.artifacts = artifacts
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if isinstance(obj, pd.DataFrame):
@@ -197,3 +245,20 @@ class ArtifactIOManager(ConfigurableIOManager):
         partitioned = (input_context or context).has_asset_partitions
         partition = (input_context or context).asset_partition_key if partitioned else "__all__"
         return self.artifacts.url(*context.asset_key.path, f"{partition}.{suffix}")
+
+
+@io_manager(required_resource_keys={"artifacts"})
+def artifact_io_manager(init_context: InitResourceContext) -> ArtifactIOManager:
+    """Built on the run's configured ``artifacts`` resource, so its base URL is the one the run was given."""
+    return ArtifactIOManager(init_context.resources.artifacts)
+
+
+class CheckThresholds(ConfigurableResource):
+    """Limits the asset checks enforce: a quality floor that blocks deployment, and an energy budget per run."""
+
+    quality_floor_auc: float = Field(
+        default=0.65, ge=0.0, le=1.0, description="A compressed model below this test AUC is never deployed."
+    )
+    energy_budget_per_run_kwh: float = Field(
+        default=0.001, gt=0.0, description="A run that spends more than this is flagged by the ledger's check."
+    )

@@ -16,6 +16,8 @@ from green_pipeline.errors import InvalidBatchError, InvalidConfigError
 
 #: A categorical column with more distinct values than this is almost surely an id or free text.
 MAX_INFERRED_CATEGORIES = 50
+#: An inferred text column whose values are at least this share numbers is a number column with bad values.
+MOSTLY_NUMERIC_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class FeatureSchema:
 
 def infer_schema(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> FeatureSchema:
     """Resolve the feature lists of ``spec`` against a batch: numeric dtypes are numeric, the rest categorical."""
+    check_unique_columns(frame, source)
     features: Sequence[str] = spec.features or [c for c in frame.columns if c != spec.label]
     missing = [c for c in features if c not in frame.columns]
     if missing:
@@ -82,6 +85,8 @@ def infer_schema(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> Feature
         if is_numeric:
             numeric.append(column)
             continue
+        if categorical is None:
+            _refuse_mostly_numeric_text(frame[column], source, column)
         values = sorted(category_text(frame[column]).dropna().unique())
         if categorical is None and len(values) > MAX_INFERRED_CATEGORIES:
             raise InvalidBatchError(
@@ -92,6 +97,29 @@ def infer_schema(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> Feature
     if not numeric and not categories:
         raise InvalidBatchError(f"{source}: no feature columns besides the label {spec.label!r}.")
     return FeatureSchema(label=spec.label, numeric=tuple(numeric), categories=categories)
+
+
+def check_unique_columns(frame: pd.DataFrame, source: str) -> None:
+    """Repeated column names make ``frame[column]`` a frame, not a column: refuse them before any lookup."""
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise InvalidBatchError(
+            f"{source}: duplicate column names {duplicated}; each column must appear once. "
+            "Rename or drop the repeated columns."
+        )
+
+
+def _refuse_mostly_numeric_text(values: pd.Series, source: str, column: str) -> None:
+    """A number column with a few stray strings would otherwise be frozen into the first model as a category."""
+    present = values.dropna()
+    parsed = pd.to_numeric(present, errors="coerce")
+    bad = parsed.isna()
+    if len(present) and bad.any() and (~bad).mean() >= MOSTLY_NUMERIC_SHARE:
+        examples = [str(v) for v in present[bad].unique()[:3]]
+        raise InvalidBatchError(
+            f"{source}: column {column!r} is mostly numbers but holds text such as {examples} in {int(bad.sum())} "
+            "rows; fix those values in the producer, or list the column in dataset.categorical if it is a category."
+        )
 
 
 def category_text(values: pd.Series) -> pd.Series:

@@ -6,13 +6,18 @@ cache is kept per model version, so a new model never reuses its predecessor's s
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-import lightgbm as lgb
 import pandas as pd
 from pandas.util import hash_pandas_object
 
+from green_pipeline.compression_engines import LIGHTGBM, EngineArtifact, Predict, lightgbm_predictor, load_compiled
+from green_pipeline.errors import InvalidConfigError
 from green_pipeline.schema import FeatureSchema
+from green_pipeline.store import DeployedModel
+
+logger = logging.getLogger(__name__)
 
 ROW_HASH = "row_hash"
 SCORE = "score"
@@ -41,8 +46,25 @@ def row_hashes(frame: pd.DataFrame, schema: FeatureSchema) -> pd.Series:
     return hash_pandas_object(features, index=False).astype("uint64")
 
 
+def serving_predictor(model: DeployedModel, num_threads: int = 2) -> tuple[Predict, str]:
+    """The compiled engine stored with the version when it loads here, else LightGBM on the text model.
+
+    Returns the predictor and the engine's name; a compiled file built for another CPU is rebuilt from the text.
+    """
+    engine = model.metadata.get("engine", {})
+    file_name = engine.get("file")
+    if engine.get("name", LIGHTGBM) == LIGHTGBM or file_name not in model.extra_files:
+        return lightgbm_predictor(model.model_text, num_threads), LIGHTGBM
+    artifact = EngineArtifact(engine["name"], file_name, model.extra_files[file_name], engine.get("target") or "")
+    try:
+        return load_compiled(model.model_text, artifact, num_threads), engine["name"]
+    except InvalidConfigError as exc:
+        logger.warning("version %s: %s; scoring with LightGBM instead", model.version, exc)
+        return lightgbm_predictor(model.model_text, num_threads), LIGHTGBM
+
+
 def score_batch(
-    booster: lgb.Booster, schema: FeatureSchema, frame: pd.DataFrame, cache: pd.DataFrame | None
+    predict: Predict, schema: FeatureSchema, frame: pd.DataFrame, cache: pd.DataFrame | None
 ) -> ScoringResult:
     """Score ``frame``, computing only rows whose hash is not in ``cache`` (columns row_hash, score)."""
     frame = frame.reset_index(drop=True)
@@ -51,7 +73,7 @@ def score_batch(
     cached = hashes.map(known[~known.index.duplicated()])
     missing = cached.isna()
     to_score = (missing & ~hashes.duplicated()).to_numpy()
-    fresh_scores = booster.predict(schema.encode(frame[to_score])) if to_score.any() else []
+    fresh_scores = predict(schema.encode(frame[to_score])) if to_score.any() else []
     fresh = pd.Series(fresh_scores, index=hashes[to_score].to_numpy(), dtype="float64")
     scores = cached.where(~missing, hashes.map(fresh))
     new_rows = pd.DataFrame({ROW_HASH: fresh.index.to_numpy(dtype="uint64"), SCORE: fresh.to_numpy()})

@@ -14,6 +14,7 @@ import io
 import json
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,10 +37,12 @@ VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
 @dataclass(frozen=True)
 class DeployedModel:
     version: str
+    model_text: str
     booster: lgb.Booster
     schema: FeatureSchema
     reference: pd.DataFrame
     metadata: dict[str, Any]
+    extra_files: dict[str, bytes]
 
 
 def schema_to_dict(schema: FeatureSchema) -> dict[str, Any]:
@@ -79,34 +82,40 @@ class ModelStore:
         return [v for v in self._version_folders() if files.exists(self._path(v, MANIFEST_FILE), self.storage_options)]
 
     def publish(
-        self, booster: lgb.Booster, schema: FeatureSchema, reference: pd.DataFrame, metadata: dict[str, Any]
+        self,
+        model_text: str,
+        schema: FeatureSchema,
+        reference: pd.DataFrame,
+        metadata: dict[str, Any],
+        extra_files: Mapping[str, bytes] | None = None,
     ) -> str:
-        """Write a new complete version (not yet serving) and return its name."""
+        """Write a new complete version (not yet serving) and return its name.
+
+        ``model_text`` is stored byte for byte (a quantized model must not be re-serialized at full precision);
+        ``extra_files`` (e.g. a compiled engine) are checksummed in the manifest like the rest.
+        """
         version = self._next_version()
         buffer = io.BytesIO()
         reference.to_parquet(buffer, index=False)
+        reserved = sorted(set(extra_files or {}) & {MODEL_FILE, REFERENCE_FILE, METADATA_FILE, MANIFEST_FILE})
+        if reserved:
+            raise StoreError(f"extra files may not replace the store's own files: {reserved}")
+        document = {
+            **metadata,
+            "version": version,
+            "model_name": self.name,
+            "schema": schema_to_dict(schema),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
         payloads = {
-            MODEL_FILE: booster.model_to_string().encode(),
+            MODEL_FILE: model_text.encode(),
             REFERENCE_FILE: buffer.getvalue(),
-            METADATA_FILE: json.dumps(
-                {
-                    **metadata,
-                    "version": version,
-                    "model_name": self.name,
-                    "schema": schema_to_dict(schema),
-                    "created_at": datetime.now(UTC).isoformat(),
-                },
-                indent=2,
-                sort_keys=True,
-                default=str,
-            ).encode(),
+            METADATA_FILE: json.dumps(document, indent=2, sort_keys=True, default=str).encode(),
+            **dict(extra_files or {}),
         }
         for name, payload in payloads.items():
             files.write_bytes_atomic(self._path(version, name), payload, self.storage_options)
-        manifest = {
-            "version": version,
-            "sha256": {n: hashlib.sha256(p).hexdigest() for n, p in payloads.items()},
-        }
+        manifest = {"version": version, "sha256": {n: hashlib.sha256(p).hexdigest() for n, p in payloads.items()}}
         files.write_bytes_atomic(
             self._path(version, MANIFEST_FILE), json.dumps(manifest, indent=2).encode(), self.storage_options
         )
@@ -127,12 +136,16 @@ class ModelStore:
             raise StoreError(f"no model is deployed in {self.root}: run the pipeline once to train the first one.")
         payloads = self._verified_files(version)
         metadata = json.loads(payloads[METADATA_FILE])
+        model_text = payloads[MODEL_FILE].decode()
+        own = {MODEL_FILE, REFERENCE_FILE, METADATA_FILE}
         return DeployedModel(
             version=version,
-            booster=lgb.Booster(model_str=payloads[MODEL_FILE].decode()),
+            model_text=model_text,
+            booster=lgb.Booster(model_str=model_text),
             schema=schema_from_dict(metadata["schema"]),
             reference=pd.read_parquet(io.BytesIO(payloads[REFERENCE_FILE])),
             metadata=metadata,
+            extra_files={name: payload for name, payload in payloads.items() if name not in own},
         )
 
     def load_current(self) -> DeployedModel | None:

@@ -1,7 +1,8 @@
-"""LightGBM training strategies: a full retrain from scratch, or a warm start from the deployed booster.
+"""LightGBM retraining strategies, cheapest first: refit, warm start, transfer (fine-tuning), full retrain.
 
-Both stop early on a validation split, so no tree is trained past the point where it stops helping:
-a warm start typically adds a few dozen trees instead of growing hundreds from nothing.
+Each is a pure function of a batch split and settings that returns a ``TrainResult``. Which one runs is
+the policy's call (``policy.py``); running them in turn with their energy measured is ``retraining.py``'s.
+Boosting strategies stop early on the validation rows, so no tree is grown past the point where it helps.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import lightgbm as lgb
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from green_pipeline.errors import TrainingError
+from green_pipeline.errors import InvalidConfigError, TrainingError
+from green_pipeline.evaluation import auc
 from green_pipeline.policy import Strategy
 from green_pipeline.schema import FeatureSchema
 
@@ -26,8 +28,14 @@ class TrainingSettings:
     max_trees_full: int = 500
     max_new_trees_warm_start: int = 150
     early_stopping_rounds: int = 25
+    early_stopping_rounds_warm_start: int = 10
+    refit_decay_rate: float = 0.5
     num_threads: int = 2
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.refit_decay_rate < 1.0:
+            raise InvalidConfigError(f"policy.refit_decay_rate {self.refit_decay_rate} must be in [0, 1).")
 
     def params(self) -> dict[str, object]:
         return {
@@ -54,12 +62,15 @@ class BatchSplit:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """A trained booster; ``train_rows`` counts every row it learned from, ``extra_rows`` those not from the batch."""
+
     booster: lgb.Booster
     strategy: Strategy
     trees: int
     new_trees: int
     train_rows: int
     valid_auc: float
+    extra_rows: int = 0
 
 
 def split_batch(frame: pd.DataFrame, label: str, batch_name: str, source: str) -> BatchSplit:
@@ -75,21 +86,128 @@ def split_batch(frame: pd.DataFrame, label: str, batch_name: str, source: str) -
     return BatchSplit(train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True))
 
 
+def reference_sample(reference: pd.DataFrame, rows: int, seed_name: str) -> pd.DataFrame:
+    """Up to ``rows`` rows of the champion's training data, seeded by name, to keep what it learned alive."""
+    if rows <= 0 or reference.empty:
+        return reference.iloc[:0]
+    return reference.sample(min(rows, len(reference)), random_state=zlib.crc32(seed_name.encode()))
+
+
+def refit(champion: lgb.Booster, split: BatchSplit, schema: FeatureSchema, settings: TrainingSettings) -> TrainResult:
+    """Keep the champion's trees and split points and re-estimate every leaf value on the new rows.
+
+    The cheapest adaptation (one pass, no tree grown); it suffices when a shift moves rows between existing
+    leaves. ``refit_decay_rate`` is the weight of the old leaf values.
+    """
+    booster = champion.refit(
+        schema.encode(split.train),
+        schema.labels(split.train),
+        decay_rate=settings.refit_decay_rate,
+        num_threads=settings.num_threads,
+    )
+    return TrainResult(
+        booster=booster,
+        strategy=Strategy.REFIT,
+        trees=booster.num_trees(),
+        new_trees=0,
+        train_rows=len(split.train),
+        valid_auc=auc(booster, split.valid, schema),
+    )
+
+
+def warm_start(
+    champion: lgb.Booster,
+    split: BatchSplit,
+    schema: FeatureSchema,
+    settings: TrainingSettings,
+    extra_rows: pd.DataFrame | None = None,
+) -> TrainResult:
+    """Continue boosting the champion on the new rows (plus ``extra_rows``, a sample of its reference data).
+
+    Only the residual error is learned, so it needs few trees and a short early-stopping patience.
+    """
+    return _boost(
+        split,
+        schema,
+        settings,
+        Strategy.WARM_START,
+        init_model=champion,
+        extra_rows=extra_rows,
+        rounds=settings.max_new_trees_warm_start,
+        patience=settings.early_stopping_rounds_warm_start,
+    )
+
+
+def transfer(base: lgb.Booster, split: BatchSplit, schema: FeatureSchema, settings: TrainingSettings) -> TrainResult:
+    """Fine-tune a model of a source domain on a (small) target batch: boosting from it, target rows only.
+
+    What the source taught about shared structure starts the model; the target's rows correct the rest.
+    """
+    return _boost(
+        split,
+        schema,
+        settings,
+        Strategy.TRANSFER,
+        init_model=base,
+        extra_rows=None,
+        rounds=settings.max_trees_full,
+        patience=settings.early_stopping_rounds,
+    )
+
+
+def full_retrain(
+    split: BatchSplit, schema: FeatureSchema, settings: TrainingSettings, extra_rows: pd.DataFrame | None = None
+) -> TrainResult:
+    """A new model from scratch on the new rows (plus ``extra_rows``), with early stopping."""
+    return _boost(
+        split,
+        schema,
+        settings,
+        Strategy.FULL,
+        init_model=None,
+        extra_rows=extra_rows,
+        rounds=settings.max_trees_full,
+        patience=settings.early_stopping_rounds,
+    )
+
+
 def train_model(
     split: BatchSplit,
     schema: FeatureSchema,
     strategy: Strategy,
     settings: TrainingSettings,
     champion: lgb.Booster | None = None,
+    extra_rows: pd.DataFrame | None = None,
 ) -> TrainResult:
-    """Train with ``strategy``; a warm start continues boosting ``champion`` with ``init_model``."""
-    if strategy is Strategy.WARM_START and champion is None:
-        raise TrainingError("warm start needs a deployed model to start from; none was given.")
-    train_set = lgb.Dataset(schema.encode(split.train), schema.labels(split.train), free_raw_data=False)
+    """Run ``strategy``; every one but a full retrain starts from ``champion`` (for transfer: the source model)."""
+    if strategy is Strategy.FULL:
+        return full_retrain(split, schema, settings, extra_rows)
+    if champion is None:
+        raise TrainingError(f"{strategy.value.replace('_', ' ')} needs a deployed model to start from; none was given.")
+    if strategy is Strategy.REFIT:
+        return refit(champion, split, schema, settings)
+    if strategy is Strategy.TRANSFER:
+        return transfer(champion, split, schema, settings)
+    return warm_start(champion, split, schema, settings, extra_rows)
+
+
+def _boost(
+    split: BatchSplit,
+    schema: FeatureSchema,
+    settings: TrainingSettings,
+    strategy: Strategy,
+    init_model: lgb.Booster | None,
+    extra_rows: pd.DataFrame | None,
+    rounds: int,
+    patience: int,
+) -> TrainResult:
+    train = (
+        split.train
+        if extra_rows is None or extra_rows.empty
+        else pd.concat([split.train, extra_rows], ignore_index=True)
+    )
+    train_set = lgb.Dataset(schema.encode(train), schema.labels(train), free_raw_data=False)
     valid_set = lgb.Dataset(schema.encode(split.valid), schema.labels(split.valid), reference=train_set)
-    init_model = champion if strategy is Strategy.WARM_START else None
-    start_trees = champion.num_trees() if init_model is not None else 0
-    rounds = settings.max_new_trees_warm_start if init_model is not None else settings.max_trees_full
     booster = lgb.train(
         settings.params(),
         train_set,
@@ -97,15 +215,17 @@ def train_model(
         valid_sets=[valid_set],
         valid_names=["valid"],
         init_model=init_model,
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+        callbacks=[lgb.early_stopping(patience, verbose=False)],
     )
     best = booster.best_iteration or booster.current_iteration()
     trimmed = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    start_trees = init_model.num_trees() if init_model is not None else 0
     return TrainResult(
         booster=trimmed,
         strategy=strategy,
         trees=trimmed.num_trees(),
         new_trees=trimmed.num_trees() - start_trees,
-        train_rows=len(split.train),
+        train_rows=len(train),
         valid_auc=float(booster.best_score["valid"]["auc"]),
+        extra_rows=len(train) - len(split.train),
     )

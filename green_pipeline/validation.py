@@ -1,17 +1,19 @@
 """Checks that a batch can be trusted before anything is computed on it.
 
 Every failure raises :class:`InvalidBatchError` naming the file and the column, so a user fixes the
-producer rather than guessing; recoverable oddities (extra columns) are returned as warnings.
+producer rather than guessing; recoverable oddities are returned as warnings: extra columns are ignored,
+and categories the model never saw are encoded as missing values (LightGBM routes them like any other).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from green_pipeline.errors import InvalidBatchError
-from green_pipeline.schema import FeatureSchema, category_text
+from green_pipeline.schema import FeatureSchema, category_text, check_unique_columns
 
 LABEL_VALUES = frozenset({0, 1})
 
@@ -26,11 +28,9 @@ class ValidationReport:
 
 def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> tuple[pd.DataFrame, ValidationReport]:
     """Return the batch reduced to the schema's columns with clean dtypes, or raise naming the problem."""
-    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
-    if duplicated:
-        raise InvalidBatchError(f"{source}: duplicate column names {duplicated}; each column must appear once.")
+    check_unique_columns(frame, source)
     if frame.empty or len(frame) == 0:
-        raise InvalidBatchError(f"{source}: the batch has no rows.")
+        raise InvalidBatchError(f"{source}: the batch has no rows; check the export that wrote it.")
     if schema.label not in frame.columns:
         raise InvalidBatchError(
             f"{source}: label column {schema.label!r} is missing (columns: {list(map(str, frame.columns))}). "
@@ -38,7 +38,10 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
         )
     missing = [c for c in schema.features if c not in frame.columns]
     if missing:
-        raise InvalidBatchError(f"{source}: feature columns {missing} are missing; the deployed model needs them.")
+        raise InvalidBatchError(
+            f"{source}: feature columns {missing} are missing; the deployed model needs them. "
+            "Add them to the batch (empty values are allowed, not absent columns)."
+        )
 
     clean = pd.DataFrame(index=frame.index)
     for column in schema.numeric:
@@ -47,7 +50,9 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
         clean[column] = category_text(frame[column])
     for column in schema.features:
         if clean[column].isna().all():
-            raise InvalidBatchError(f"{source}: column {column!r} has no values (all missing).")
+            raise InvalidBatchError(
+                f"{source}: column {column!r} has no values (all missing); check the producer of this column."
+            )
     clean[schema.label] = _label_column(frame[schema.label], source, schema.label)
 
     extra = sorted(str(c) for c in frame.columns if c not in clean.columns)
@@ -56,7 +61,7 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
         rows=len(clean),
         columns=len(schema.features),
         positive_rate=float(clean[schema.label].mean()),
-        warnings=warnings,
+        warnings=warnings + _unseen_categories(clean, schema),
     )
     return clean.reset_index(drop=True), report
 
@@ -68,15 +73,48 @@ def _numeric_column(values: pd.Series, source: str, column: str) -> pd.Series:
         examples = [str(v) for v in values[bad].unique()[:3]]
         raise InvalidBatchError(
             f"{source}: numeric column {column!r} holds non-numeric values such as {examples} in {int(bad.sum())} rows."
+            " Fix them in the producer (leave a value empty if it is unknown)."
+        )
+    infinite = np.isinf(converted.astype("float64"))
+    if infinite.any():
+        # Evidently counts infinities as empty and LightGBM as extreme values: neither is what the producer meant.
+        raise InvalidBatchError(
+            f"{source}: numeric column {column!r} holds infinite values in {int(infinite.sum())} rows; "
+            "write a number or leave the value empty."
         )
     return converted.astype("float64")
 
 
 def _label_column(values: pd.Series, source: str, column: str) -> pd.Series:
     if values.isna().any():
-        raise InvalidBatchError(f"{source}: label column {column!r} has {int(values.isna().sum())} missing values.")
+        raise InvalidBatchError(
+            f"{source}: label column {column!r} has {int(values.isna().sum())} missing values; "
+            "drop the unlabelled rows or label them."
+        )
     numeric = pd.to_numeric(values, errors="coerce")
     unknown = sorted({str(v) for v in values[numeric.isna() | ~numeric.isin(LABEL_VALUES)].unique()})
     if unknown:
         raise InvalidBatchError(f"{source}: label column {column!r} must hold 0 or 1; found {unknown[:5]}.")
-    return numeric.astype("int64")
+    labels = numeric.astype("int64")
+    if labels.nunique() < 2:
+        # A single class cannot be evaluated (no AUC) nor learned from; retraining on it would deploy a constant.
+        raise InvalidBatchError(
+            f"{source}: label column {column!r} holds only {int(labels.iloc[0])} in all {len(labels)} rows; "
+            "a batch needs both classes (0 and 1). Check the labelling job."
+        )
+    return labels
+
+
+def _unseen_categories(clean: pd.DataFrame, schema: FeatureSchema) -> tuple[str, ...]:
+    """Categories the model never saw: kept, encoded as missing by ``FeatureSchema.encode``, and reported."""
+    warnings = []
+    for column, known in schema.categories.items():
+        present = clean[column].dropna()
+        unseen = present[~present.isin(known)]
+        if len(unseen):
+            examples = sorted(unseen.unique())[:5]
+            warnings.append(
+                f"column {column!r} has categories the model never saw, {examples} in {len(unseen)} rows; "
+                "they are encoded as missing values"
+            )
+    return tuple(warnings)

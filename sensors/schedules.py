@@ -6,12 +6,13 @@ from dagster import (
     DefaultScheduleStatus,
     RunRequest,
     RunsFilter,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
     schedule,
 )
 
-from green_pipeline.assets.jobs import green_pipeline_job
+from green_pipeline.assets.jobs import energy_ledger_job, green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.data import list_batches
 from green_pipeline.resources import DatasetResource
@@ -43,3 +44,12 @@ def daily_pipeline_schedule(
     # One attempt per batch and tick: a failed batch is retried by the next day's tick, never twice a day.
     tick = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [RunRequest(partition_key=name, run_key=f"{tick}:{name}") for name in pending]
+
+
+daily_ledger_schedule = ScheduleDefinition(
+    name="daily_ledger_schedule",
+    job=energy_ledger_job,
+    cron_schedule="0 7 * * *",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Refresh the energy ledger after the day's batches.",
+)

@@ -1,6 +1,7 @@
 """The code location loads as Dagster loads it, and every asset is energy-metered."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,20 @@ def test_dagster_cli_validates_the_code_location_with_no_flags(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "green_pipeline" in result.stdout + result.stderr
+
+
+def test_instance_config_serializes_model_runs_and_training_steps(tmp_path: Path) -> None:
+    from dagster import DagsterInstance
+
+    shutil.copyfile(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        config = instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == 1
+        assert {
+            "key": "green_pipeline/lane",
+            "value": "model",
+            "limit": 1,
+        } in config.run_queue_config.tag_concurrency_limits
+        assert not instance.telemetry_enabled
+    retrained = next(a for a in defs.assets if a.key.to_user_string() == "retrained_model")
+    assert retrained.op.pool == "training"

@@ -105,7 +105,7 @@ def deployed_shifted_model(
     """``shifted_model`` published, promoted and loaded back from a real store, as the pipeline serves it."""
     store = ModelStore(str(tmp_path_factory.mktemp("serving-store")))
     version = store.publish(
-        shifted_model.result.booster,
+        shifted_model.result.booster.model_to_string(),
         schema,
         make_clean_batch(SHIFTED_REGIME_DAY),
         {"metrics": {"test_auc": shifted_model.test_auc}},

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -119,13 +120,7 @@ def test_a_champion_without_a_recorded_auc_is_judged_on_drift_only(
     deployed_shifted_model: DeployedModel,
     metrics: dict[str, object],
 ) -> None:
-    unrated = DeployedModel(
-        version=deployed_shifted_model.version,
-        booster=deployed_shifted_model.booster,
-        schema=deployed_shifted_model.schema,
-        reference=deployed_shifted_model.reference,
-        metadata=metrics,
-    )
+    unrated = dataclasses.replace(deployed_shifted_model, metadata=metrics)
 
     assessment, _ = assess_batch(
         stream_spec.batch_name(CONCEPT_DRIFT_DAY), make_clean_batch(CONCEPT_DRIFT_DAY), unrated, THRESHOLDS

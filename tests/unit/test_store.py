@@ -38,7 +38,7 @@ def test_publish_promote_load_round_trip(
 ) -> None:
     booster = day0_model.result.booster
 
-    version = store.publish(booster, schema, reference, METADATA)
+    version = store.publish(booster.model_to_string(), schema, reference, METADATA)
     store.promote(version)
     deployed = store.load()
 
@@ -59,7 +59,7 @@ def test_loaded_model_predicts_like_the_published_one_through_its_own_schema(
     store: ModelStore, day0_model: TrainedModel, schema: FeatureSchema, reference: pd.DataFrame
 ) -> None:
     booster = day0_model.result.booster
-    store.promote(store.publish(booster, schema, reference, METADATA))
+    store.promote(store.publish(booster.model_to_string(), schema, reference, METADATA))
 
     deployed = store.load()
 
@@ -73,7 +73,7 @@ def test_loaded_model_predicts_like_the_published_one_through_its_own_schema(
 def test_published_version_is_not_serving_until_promoted(
     store: ModelStore, day0_model: TrainedModel, schema: FeatureSchema, reference: pd.DataFrame
 ) -> None:
-    version = store.publish(day0_model.result.booster, schema, reference, METADATA)
+    version = store.publish(day0_model.result.booster.model_to_string(), schema, reference, METADATA)
 
     assert store.versions() == [version]
     assert store.current_version() is None
@@ -93,8 +93,8 @@ def test_versions_are_numbered_in_order(
     schema: FeatureSchema,
     reference: pd.DataFrame,
 ) -> None:
-    first = store.publish(day0_model.result.booster, schema, reference, METADATA)
-    second = store.publish(shifted_model.result.booster, schema, reference, METADATA)
+    first = store.publish(day0_model.result.booster.model_to_string(), schema, reference, METADATA)
+    second = store.publish(shifted_model.result.booster.model_to_string(), schema, reference, METADATA)
 
     assert (first, second) == ("v0001", "v0002")
     assert store.versions() == ["v0001", "v0002"]
@@ -108,9 +108,9 @@ def test_tampered_model_is_refused_on_load_and_on_promote(
     schema: FeatureSchema,
     reference: pd.DataFrame,
 ) -> None:
-    serving = store.publish(day0_model.result.booster, schema, reference, METADATA)
+    serving = store.publish(day0_model.result.booster.model_to_string(), schema, reference, METADATA)
     store.promote(serving)
-    tampered = store.publish(shifted_model.result.booster, schema, reference, METADATA)
+    tampered = store.publish(shifted_model.result.booster.model_to_string(), schema, reference, METADATA)
     model_file = version_folder(tmp_path, tampered) / "model.txt"
     model_file.write_text(model_file.read_text().replace("learning_rate", "learning_rate_", 1))
     pointer = tmp_path / "models" / "churn" / "current.json"
@@ -129,7 +129,7 @@ def test_tampered_model_is_refused_on_load_and_on_promote(
 def test_tampered_serving_version_is_refused_on_load(
     store: ModelStore, tmp_path: Path, day0_model: TrainedModel, schema: FeatureSchema, reference: pd.DataFrame
 ) -> None:
-    version = store.publish(day0_model.result.booster, schema, reference, METADATA)
+    version = store.publish(day0_model.result.booster.model_to_string(), schema, reference, METADATA)
     store.promote(version)
     (version_folder(tmp_path, version) / "reference.parquet").write_bytes(b"not the rows the model saw")
 
@@ -141,7 +141,7 @@ def test_an_incomplete_version_is_hidden_and_its_number_not_reused(
     store: ModelStore, tmp_path: Path, day0_model: TrainedModel, schema: FeatureSchema, reference: pd.DataFrame
 ) -> None:
     """A publish that crashed before writing its manifest leaves a folder that must never be served."""
-    store.publish(day0_model.result.booster, schema, reference, METADATA)
+    store.publish(day0_model.result.booster.model_to_string(), schema, reference, METADATA)
     crashed = version_folder(tmp_path, "v0002")
     crashed.mkdir()
     (crashed / "model.txt").write_text(day0_model.result.booster.model_to_string())
@@ -149,7 +149,7 @@ def test_an_incomplete_version_is_hidden_and_its_number_not_reused(
     assert store.versions() == ["v0001"]
     with pytest.raises(StoreError, match=r"version v0002 of .* does not exist or was never completed"):
         store.promote("v0002")
-    assert store.publish(day0_model.result.booster, schema, reference, METADATA) == "v0003"
+    assert store.publish(day0_model.result.booster.model_to_string(), schema, reference, METADATA) == "v0003"
     assert store.versions() == ["v0001", "v0003"]
 
 
@@ -160,8 +160,8 @@ def test_rollback_promotes_an_older_version(
     schema: FeatureSchema,
     reference: pd.DataFrame,
 ) -> None:
-    old = store.publish(day0_model.result.booster, schema, reference, METADATA)
-    new = store.publish(shifted_model.result.booster, schema, reference, METADATA)
+    old = store.publish(day0_model.result.booster.model_to_string(), schema, reference, METADATA)
+    new = store.publish(shifted_model.result.booster.model_to_string(), schema, reference, METADATA)
     store.promote(new)
 
     store.promote(old)
@@ -184,7 +184,7 @@ def test_stores_of_different_models_are_separate(
 ) -> None:
     churn, upsell = ModelStore(str(tmp_path), "churn"), ModelStore(str(tmp_path), "upsell")
 
-    churn.promote(churn.publish(day0_model.result.booster, schema, reference, METADATA))
+    churn.promote(churn.publish(day0_model.result.booster.model_to_string(), schema, reference, METADATA))
 
     assert upsell.versions() == []
     assert upsell.current_version() is None

@@ -1,0 +1,200 @@
+"""Compression benchmark: a 500-tree model on the built-in data against the model compression keeps, in one process.
+
+The teacher is trained with the pipeline's learning rate and leaves and no early stopping, so it has
+``--trees`` trees. ``compress_model`` builds and measures every candidate on validation rows and keeps the
+cheapest within 0.01 AUC; then the uncompressed and the chosen model (reloaded from its stored artefact,
+as serving would) predict the same 100k-row batch of unseen test rows ``--repeats`` times, interleaved,
+inside codecarbon. Medians are reported as ratios; a compile's energy is amortized over
+``--expected-predictions``.
+
+    python bench/compression.py [--json] [--rows-per-day 50000] [--trees 500] [--repeats 5]
+
+With ``--json`` the last line printed is one JSON object with size_ratio, speedup, energy_per_1k_ratio and
+auc_delta (and the figures behind them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from green_pipeline.compression import CompressionOutcome, CompressionSettings, candidates_table, compress_model
+from green_pipeline.compression_engines import LIGHTGBM, LLEAVES, Predict, lightgbm_predictor, load_compiled
+from green_pipeline.compression_measure import InferenceFigures, measure_inference
+from green_pipeline.data import LABEL, StreamSpec, generate_day
+from green_pipeline.energy import EnergySettings
+from green_pipeline.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.training import BatchSplit, TrainingSettings, split_batch
+
+ENERGY = EnergySettings()
+#: The pipeline's learning rate and leaves (``RetrainPolicy``), without early stopping.
+TEACHER = TrainingSettings()
+AUC_BUDGET = 0.01
+TARGETS = {"size_ratio_max": 0.2, "speedup_min": 5.0, "auc_delta_min": -AUC_BUDGET}
+BATCH_ROWS = 100_000
+NUM_THREADS = 2
+
+
+@dataclass(frozen=True)
+class HeadToHead:
+    """Median figures of the two models on the same test batch, and their AUC on the test rows."""
+
+    baseline: InferenceFigures
+    chosen: InferenceFigures
+    baseline_auc: float
+    chosen_auc: float
+
+
+def main() -> None:
+    args = _arguments()
+    started = time.perf_counter()
+    split, schema = _data(args.rows_per_day)
+    teacher, train_s = _teacher(split, schema, args.trees)
+    print(f"teacher: {teacher.num_trees()} trees x {TEACHER.num_leaves} leaves, trained in {train_s:.1f} s")
+    settings = CompressionSettings(
+        auc_budget=AUC_BUDGET,
+        expected_predictions=args.expected_predictions,
+        compile_engine=LLEAVES,
+        timing_rows=BATCH_ROWS,
+        min_timing_s=1.0,
+        num_threads=NUM_THREADS,
+    )
+    outcome = compress_model(teacher, split.train, split.valid, schema, settings, ENERGY)
+    print(f"\ncandidates on {len(split.valid):,} validation rows ({outcome.compile_status}):\n")
+    print(candidates_table(outcome))
+    result = _head_to_head(outcome, split.test, schema, args.repeats)
+    summary = _summary(outcome, result, train_s, time.perf_counter() - started)
+    _print_summary(summary)
+    if args.json:
+        print(json.dumps(summary))
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--rows-per-day", type=int, default=50_000, help="rows of each of the 2 days generated")
+    parser.add_argument("--trees", type=int, default=500, help="trees of the uncompressed model")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timings of each model")
+    parser.add_argument(
+        "--expected-predictions", type=int, default=1_000_000, help="predictions over which a compile is amortized"
+    )
+    return parser.parse_args()
+
+
+def _data(rows_per_day: int) -> tuple[BatchSplit, FeatureSchema]:
+    spec = StreamSpec(rows_per_day=rows_per_day)
+    frame = pd.concat([generate_day(spec, day) for day in (0, 1)], ignore_index=True)
+    schema = infer_schema(frame, DatasetSpec(label=LABEL), "bench")
+    return split_batch(frame, LABEL, "bench", "bench"), schema
+
+
+def _teacher(split: BatchSplit, schema: FeatureSchema, trees: int) -> tuple[lgb.Booster, float]:
+    started = time.perf_counter()
+    data = lgb.Dataset(schema.encode(split.train), schema.labels(split.train))
+    booster = lgb.train(TEACHER.params(), data, num_boost_round=trees)
+    return booster, time.perf_counter() - started
+
+
+def _head_to_head(outcome: CompressionOutcome, test: pd.DataFrame, schema: FeatureSchema, repeats: int) -> HeadToHead:
+    """Both models on the same unseen rows, timed alternately so drifts of the machine hit both alike."""
+    features = schema.encode(test).reset_index(drop=True)
+    batch = features.iloc[np.resize(np.arange(len(features)), BATCH_ROWS)].reset_index(drop=True)
+    baseline = lightgbm_predictor(outcome.baseline.model_text, NUM_THREADS)
+    chosen = _serving_predictor(outcome)
+    runs: dict[str, list[InferenceFigures]] = {"baseline": [], "chosen": []}
+    for _ in range(repeats):
+        runs["baseline"].append(measure_inference(baseline, batch, 1.0, ENERGY))
+        runs["chosen"].append(measure_inference(chosen, batch, 1.0, ENERGY))
+    labels = schema.labels(test).to_numpy()
+    return HeadToHead(
+        baseline=_median(runs["baseline"]),
+        chosen=_median(runs["chosen"]),
+        baseline_auc=float(roc_auc_score(labels, baseline(features))),
+        chosen_auc=float(roc_auc_score(labels, chosen(features))),
+    )
+
+
+def _serving_predictor(outcome: CompressionOutcome) -> Predict:
+    """The chosen model as serving would load it: the compiled artefact if one won, else LightGBM on the text."""
+    chosen = outcome.chosen
+    if chosen.engine == LIGHTGBM:
+        return lightgbm_predictor(chosen.model_text, NUM_THREADS)
+    return load_compiled(chosen.model_text, chosen.artifact, NUM_THREADS)
+
+
+def _median(runs: list[InferenceFigures]) -> InferenceFigures:
+    """Medians scaled to the rows of the first run; energy only if codecarbon measured every run."""
+    rows = runs[0].rows
+    energies = [r.energy_per_1k_kwh for r in runs if r.energy_per_1k_kwh is not None]
+    return InferenceFigures(
+        rows=rows,
+        duration_s=statistics.median(r.duration_s * rows / r.rows for r in runs),
+        energy_kwh=statistics.median(energies) * rows / 1000.0 if len(energies) == len(runs) else None,
+    )
+
+
+def _summary(outcome: CompressionOutcome, result: HeadToHead, train_s: float, total_s: float) -> dict[str, Any]:
+    chosen, baseline = outcome.chosen, outcome.baseline
+    artifact_bytes = len(chosen.artifact.payload) if chosen.artifact else 0
+    compile_per_1k = (chosen.build_energy_kwh or 0.0) * 1000.0 / outcome.settings.expected_predictions
+    inference_ratio = energy_ratio = None
+    if result.chosen.energy_per_1k_kwh is not None and result.baseline.energy_per_1k_kwh:
+        inference_ratio = result.chosen.energy_per_1k_kwh / result.baseline.energy_per_1k_kwh
+        energy_ratio = (result.chosen.energy_per_1k_kwh + compile_per_1k) / result.baseline.energy_per_1k_kwh
+    summary = {
+        "size_ratio": chosen.size_bytes / baseline.size_bytes,
+        "speedup": result.chosen.rows_per_s / result.baseline.rows_per_s,
+        "energy_per_1k_ratio": energy_ratio,
+        "auc_delta": result.chosen_auc - result.baseline_auc,
+        "chosen": chosen.name,
+        "engine": chosen.engine,
+        "size_bytes": chosen.size_bytes,
+        "size_bytes_before": baseline.size_bytes,
+        "engine_file_bytes": artifact_bytes,
+        "size_ratio_with_engine_file": (chosen.size_bytes + artifact_bytes) / baseline.size_bytes,
+        "trees": chosen.trees,
+        "trees_before": baseline.trees,
+        "rows_per_s": result.chosen.rows_per_s,
+        "rows_per_s_before": result.baseline.rows_per_s,
+        "energy_per_1k_kwh": None if energy_ratio is None else result.chosen.energy_per_1k_kwh + compile_per_1k,
+        "energy_per_1k_kwh_before": result.baseline.energy_per_1k_kwh,
+        "inference_energy_per_1k_kwh": result.chosen.energy_per_1k_kwh,
+        "inference_energy_per_1k_ratio": inference_ratio,
+        "compile_s": chosen.build_s,
+        "compile_energy_kwh": chosen.build_energy_kwh,
+        "expected_predictions": outcome.settings.expected_predictions,
+        "test_auc": result.chosen_auc,
+        "test_auc_before": result.baseline_auc,
+        "teacher_train_s": train_s,
+        "bench_s": total_s,
+    }
+    summary["targets_met"] = {
+        "size_ratio": summary["size_ratio"] <= TARGETS["size_ratio_max"],
+        "speedup": summary["speedup"] >= TARGETS["speedup_min"],
+        "auc_delta": summary["auc_delta"] >= TARGETS["auc_delta_min"],
+    }
+    return summary
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    energy = "unmeasured" if s["energy_per_1k_ratio"] is None else f"{s['energy_per_1k_ratio']:.3f}"
+    print(f"\nchosen: {s['chosen']} ({s['engine']}), {s['trees']} of {s['trees_before']} trees")
+    print(f"test rows in a {BATCH_ROWS:,}-row batch, medians of interleaved runs:")
+    print(f"  size ratio        {s['size_ratio']:.3f} (with the engine file {s['size_ratio_with_engine_file']:.3f})")
+    print(f"  speedup           {s['speedup']:.1f}x ({s['rows_per_s_before']:,.0f} -> {s['rows_per_s']:,.0f} rows/s)")
+    print(f"  energy/1k ratio   {energy} (compile amortized over {s['expected_predictions']:,} predictions)")
+    print(f"  AUC delta         {s['auc_delta']:+.4f} ({s['test_auc_before']:.4f} -> {s['test_auc']:.4f})")
+    print(f"  targets met       {s['targets_met']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The compressed_model asset in a real Dagster run: candidates table, numeric metadata, a loadable record."""
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, instance_for_test
+from pydantic import TypeAdapter
+
+from green_pipeline import files
+from green_pipeline.compression_engines import EngineArtifact, load_compiled
+from green_pipeline.data import StreamSpec, write_stream
+from green_pipeline.definitions import defs
+from green_pipeline.records import CompressedModel
+from green_pipeline.runner import process_batches, run_config
+
+pytestmark = pytest.mark.integration
+
+#: Day 0 trains the first model, which is compressed; day 1 gives unseen rows to predict.
+STREAM = StreamSpec(days=2, rows_per_day=3000, covariate_shift_day=None, concept_drift_day=None)
+#: With this many predictions expected before the next retrain a compile is nearly free, so a compiled engine wins.
+COMPILE_PAYS = {"compile_engine": "lleaves", "expected_predictions": 10**12}
+
+NUMERIC_FIELDS = (
+    "model_size_bytes",
+    "size_ratio",
+    "speedup",
+    "energy_per_1k_predictions_kwh",
+    "test_auc",
+    "auc_delta",
+)
+
+
+def _run_first_batch(root: Path, compression: dict) -> dict:
+    """Run day 0 through the whole job with ``compression`` as the asset's config; its metadata."""
+    batches = write_stream(STREAM, str(root / "data"))
+    resources = {"dataset": {"data_url": str(root / "data")}, "model_store": {"store_url": str(root / "store")}}
+    config = run_config(resources) | {"ops": {"compressed_model": {"config": compression}}}
+    with instance_for_test() as instance:
+        [outcome] = list(process_batches(defs, instance, batches[:1], config))
+        assert outcome.success, outcome.error
+        return _compression_metadata(instance, batches[0]) | {"next_batch": str(root / "data" / batches[1])}
+
+
+def _compression_metadata(instance: DagsterInstance, partition: str) -> dict:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("compressed_model"), asset_partitions=[partition]), limit=1
+    ).records
+    assert records, "compressed_model was not materialized"
+    materialization = records[0].asset_materialization
+    assert materialization is not None
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def compiled_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    yield _run_first_batch(tmp_path_factory.mktemp("compression"), COMPILE_PAYS)
+
+
+def test_compression_reports_every_candidate_and_keeps_one_within_the_policy_budget(compiled_run: dict) -> None:
+    metadata = compiled_run
+
+    for field in NUMERIC_FIELDS:
+        assert isinstance(metadata[field], float | int), field
+    assert metadata["auc_budget"] == 0.005  # RetrainPolicy.compression_auc_tolerance's default
+    assert metadata["auc_delta"] >= -metadata["auc_budget"] - 1e-12
+    assert metadata["model_size_bytes"] <= metadata["model_size_bytes_before"]
+    table = metadata["candidates"]
+    for name in ("uncompressed", "tree_prefix", "smaller_retrain", "distilled", "+quantized", "+lleaves"):
+        assert name in table
+    assert table.count("**chosen**") == 1
+
+
+def test_the_compiled_artefact_travels_in_the_record_and_predicts_like_the_text_model(compiled_run: dict) -> None:
+    stored = json.loads(files.read_bytes(compiled_run["artifact_url"]))
+    record = TypeAdapter(CompressedModel).validate_python(stored["value"])
+
+    assert compiled_run["engine"] == record.engine == "lleaves"
+    assert record.engine_file and record.engine_artifact_b64 and record.engine_target
+    artifact = EngineArtifact(
+        record.engine, record.engine_file, base64.b64decode(record.engine_artifact_b64), record.engine_target
+    )
+    features = record.model.schema.encode(pd.read_parquet(compiled_run["next_batch"]))
+    predict = load_compiled(record.model.model_text, artifact, num_threads=2)
+    expected = lgb.Booster(model_str=record.model.model_text).predict(features)
+    np.testing.assert_allclose(predict(features), expected, rtol=0, atol=1e-6)
+
+
+def test_compile_off_keeps_a_lightgbm_model_and_says_it_skipped(tmp_path: Path) -> None:
+    metadata = _run_first_batch(tmp_path, {"compile_engine": None})
+
+    assert metadata["engine"] == "lightgbm"
+    assert metadata["compile_status"] == "skipped: compile_engine is off"
+    assert "+lleaves" not in metadata["candidates"]

@@ -1,0 +1,274 @@
+"""Compression techniques on a real LightGBM model, real engines, and the choice among measured candidates."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from green_pipeline.compression import (
+    CompressionSettings,
+    candidates_table,
+    compress_model,
+    cost_basis,
+    select_candidate,
+)
+from green_pipeline.compression_engines import (
+    LLEAVES,
+    CompiledModel,
+    EngineArtifact,
+    EngineUnavailable,
+    compile_model,
+    lightgbm_predictor,
+    load_compiled,
+)
+from green_pipeline.compression_measure import (
+    DURATION_BASIS,
+    ENERGY_BASIS,
+    Candidate,
+    HoldoutBench,
+    InferenceFigures,
+)
+from green_pipeline.compression_techniques import (
+    StudentSettings,
+    distil,
+    leaves_per_tree,
+    quantize_model_text,
+    retrain_smaller,
+)
+from green_pipeline.energy import EnergySettings
+from green_pipeline.errors import InvalidConfigError, TrainingError
+from green_pipeline.schema import FeatureSchema
+
+if TYPE_CHECKING:
+    from conftest import TrainedModel
+
+BUDGET = 0.01
+#: Short timings keep the suite fast; energy is still measured around every timed prediction.
+FAST = CompressionSettings(auc_budget=BUDGET, timing_rows=5_000, min_timing_s=0.05)
+ENERGY = EnergySettings()
+
+
+def _auc(model_text: str, model: TrainedModel, schema: FeatureSchema) -> float:
+    booster = lgb.Booster(model_str=model_text)
+    return float(roc_auc_score(schema.labels(model.split.valid), booster.predict(schema.encode(model.split.valid))))
+
+
+@pytest.fixture(scope="module")
+def teacher_text(day0_model: TrainedModel) -> str:
+    return day0_model.result.booster.model_to_string()
+
+
+@pytest.fixture(scope="module")
+def quantized_text(teacher_text: str) -> str:
+    return quantize_model_text(teacher_text)
+
+
+@pytest.fixture(scope="module")
+def small_text(day0_model: TrainedModel) -> str:
+    """A few quantized trees: compile time grows with the model, and these tests are about the engine."""
+    return quantize_model_text(day0_model.result.booster.model_to_string(num_iteration=8))
+
+
+@pytest.fixture(scope="module")
+def compiled(small_text: str) -> CompiledModel:
+    result = compile_model(small_text, LLEAVES, EnergySettings(enabled=False), num_threads=2)
+    assert isinstance(result, CompiledModel), result
+    return result
+
+
+def test_a_smaller_retrain_has_fewer_leaves_and_stays_within_the_budget(
+    day0_model: TrainedModel, schema: FeatureSchema, teacher_text: str
+) -> None:
+    smaller = retrain_smaller(day0_model.result.booster, day0_model.split.train, schema, StudentSettings())
+
+    assert sum(leaves_per_tree(smaller)) < sum(leaves_per_tree(teacher_text))
+    assert max(leaves_per_tree(smaller)) <= StudentSettings().num_leaves
+    assert len(smaller) < len(teacher_text)
+    assert _auc(smaller, day0_model, schema) >= _auc(teacher_text, day0_model, schema) - BUDGET
+
+
+def test_a_distilled_student_is_smaller_predicts_probabilities_and_stays_within_the_budget(
+    day0_model: TrainedModel, schema: FeatureSchema, teacher_text: str
+) -> None:
+    student = distil(day0_model.result.booster, day0_model.split.train, schema, StudentSettings(num_leaves=7))
+    predictions = lgb.Booster(model_str=student).predict(schema.encode(day0_model.split.valid))
+
+    assert "objective=binary sigmoid:1" in student
+    assert ((predictions > 0) & (predictions < 1)).all()
+    assert len(student) < len(teacher_text) / 2
+    assert len(leaves_per_tree(student)) <= len(leaves_per_tree(teacher_text))
+    assert _auc(student, day0_model, schema) >= _auc(teacher_text, day0_model, schema) - BUDGET
+
+
+def test_quantized_text_is_smaller_and_predicts_like_the_original(
+    day0_model: TrainedModel, schema: FeatureSchema, teacher_text: str, quantized_text: str
+) -> None:
+    features = schema.encode(day0_model.split.valid)
+
+    original = day0_model.result.booster.predict(features)
+    quantized = lgb.Booster(model_str=quantized_text).predict(features)
+
+    assert len(quantized_text) < 0.5 * len(teacher_text)
+    assert "internal_value=" not in quantized_text and "split_gain=" not in quantized_text
+    np.testing.assert_allclose(quantized, original, rtol=0, atol=1e-5)
+    assert _auc(quantized_text, day0_model, schema) >= _auc(teacher_text, day0_model, schema) - BUDGET
+
+
+def test_quantizing_text_without_trees_is_refused() -> None:
+    with pytest.raises(TrainingError, match="with trees"):
+        quantize_model_text("tree\nversion=v4\nnum_class=1\n")
+
+
+def test_a_quantized_model_can_still_be_warm_started(
+    day0_model: TrainedModel, schema: FeatureSchema, quantized_text: str
+) -> None:
+    train = day0_model.split.train
+    data = lgb.Dataset(schema.encode(train), schema.labels(train))
+    init_model = lgb.Booster(model_str=quantized_text)
+
+    warm = lgb.train({"objective": "binary", "verbosity": -1}, data, num_boost_round=3, init_model=init_model)
+
+    assert warm.num_trees() == init_model.num_trees() + 3
+
+
+def test_lleaves_predicts_like_lightgbm_and_its_artefact_reloads(
+    day0_model: TrainedModel, schema: FeatureSchema, small_text: str, compiled: CompiledModel
+) -> None:
+    features = schema.encode(day0_model.split.test)
+    expected = lightgbm_predictor(small_text, num_threads=2)(features)
+
+    reloaded = load_compiled(small_text, compiled.artifact, num_threads=2)
+
+    assert compiled.artifact.file_name == "model.lleaves.o" and compiled.artifact.payload
+    np.testing.assert_allclose(compiled.predict(features), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(reloaded(features), expected, rtol=0, atol=1e-6)
+
+
+def test_an_artefact_compiled_for_another_cpu_is_rebuilt_from_the_text_model(
+    day0_model: TrainedModel, schema: FeatureSchema, small_text: str
+) -> None:
+    foreign = EngineArtifact(LLEAVES, "model.lleaves.o", b"not machine code for this CPU", target="another-cpu")
+    features = schema.encode(day0_model.split.test)
+
+    predict = load_compiled(small_text, foreign, num_threads=2)
+
+    np.testing.assert_allclose(predict(features), lightgbm_predictor(small_text, 2)(features), atol=1e-6)
+
+
+def test_an_engine_that_is_not_installed_is_reported_unavailable_with_the_reason(small_text: str) -> None:
+    result = compile_model(small_text, "tl2cgen", ENERGY, num_threads=2)
+
+    assert isinstance(result, EngineUnavailable)
+    assert "tl2cgen" in result.reason and "lleaves" in result.reason
+
+
+def test_missing_lleaves_is_reported_unavailable_and_never_chosen(
+    monkeypatch: pytest.MonkeyPatch, day0_model: TrainedModel, schema: FeatureSchema
+) -> None:
+    monkeypatch.setitem(sys.modules, "lleaves", None)  # what `import lleaves` sees when it is not installed
+    bench = HoldoutBench.of(day0_model.split.valid, schema, 2_000, 0.0, 2, ENERGY)
+    source = bench.measure("uncompressed", "none", day0_model.result.booster.model_to_string())
+
+    compiled = bench.measure_compiled(source, LLEAVES)
+
+    assert not compiled.available and compiled.inference is None
+    assert compiled.unavailable_reason is not None and "lleaves is not installed" in compiled.unavailable_reason
+    settings = CompressionSettings(expected_predictions=10**12)
+    assert select_candidate([source, compiled], source.holdout_auc or 0.0, settings, ENERGY_BASIS) is source
+    with pytest.raises(InvalidConfigError, match="cannot load the compiled model"):
+        load_compiled(source.model_text, None, num_threads=2)
+
+
+def _candidate(name: str, auc: float, kwh_per_1k: float | None, size: int, build_kwh: float = 0.0) -> Candidate:
+    rows = 1_000_000
+    energy = None if kwh_per_1k is None else kwh_per_1k * rows / 1000
+    inference = InferenceFigures(rows=rows, duration_s=rows / 1e5, energy_kwh=energy)
+    return Candidate(name, name, "lightgbm", "x" * size, auc, inference, build_s=1.0, build_energy_kwh=build_kwh)
+
+
+def test_selection_keeps_the_cheapest_within_the_budget_and_refuses_cheaper_ones_outside_it() -> None:
+    baseline = _candidate("uncompressed", 0.80, 10e-9, 1000)
+    within = _candidate("distilled", 0.791, 3e-9, 300)
+    outside = _candidate("tree_prefix", 0.789, 1e-9, 100)
+
+    chosen = select_candidate([baseline, within, outside], 0.80, CompressionSettings(auc_budget=0.01), ENERGY_BASIS)
+
+    assert chosen is within
+    strict = CompressionSettings(auc_budget=0.0)
+    assert select_candidate([baseline, within, outside], 0.80, strict, ENERGY_BASIS) is baseline
+
+
+def test_near_ties_in_cost_go_to_the_smaller_file() -> None:
+    text = _candidate("distilled", 0.80, 3.0e-9, 300)
+    quantized = _candidate("distilled+quantized", 0.80, 3.1e-9, 120)
+
+    assert select_candidate([text, quantized], 0.80, CompressionSettings(), ENERGY_BASIS) is quantized
+    no_ties = CompressionSettings(tie_tolerance=0.0)
+    assert select_candidate([text, quantized], 0.80, no_ties, ENERGY_BASIS) is text
+
+
+def test_a_compile_is_chosen_only_when_enough_predictions_amortize_its_energy() -> None:
+    text = _candidate("distilled", 0.80, 3e-9, 300)
+    compiled = _candidate("distilled+lleaves", 0.80, 0.3e-9, 300, build_kwh=1e-3)
+    few, many = CompressionSettings(expected_predictions=100_000), CompressionSettings(expected_predictions=10**10)
+
+    assert select_candidate([text, compiled], 0.80, few, ENERGY_BASIS) is text
+    assert select_candidate([text, compiled], 0.80, many, ENERGY_BASIS) is compiled
+
+
+def test_without_energy_figures_the_choice_falls_back_to_wall_time() -> None:
+    measured = _candidate("uncompressed", 0.80, 10e-9, 1000)
+    unmeasured = _candidate("distilled", 0.80, None, 300)
+
+    assert cost_basis([measured, unmeasured]) == DURATION_BASIS
+    assert cost_basis([measured]) == ENERGY_BASIS
+    assert unmeasured.cost_per_1k(DURATION_BASIS, 1_000_000) == pytest.approx(0.01 + 1.0 * 1000 / 1_000_000)
+
+
+def test_no_candidate_within_the_budget_is_refused_by_name() -> None:
+    with pytest.raises(InvalidConfigError, match=r"auc_budget=0\.01"):
+        select_candidate([_candidate("distilled", 0.70, 1e-9, 10)], 0.80, CompressionSettings(), ENERGY_BASIS)
+
+
+@pytest.mark.parametrize("field", ["auc_budget", "expected_predictions", "timing_rows", "min_timing_s"])
+def test_out_of_range_settings_are_refused_by_name(field: str) -> None:
+    with pytest.raises(InvalidConfigError, match=field):
+        CompressionSettings(**{field: -1})
+
+
+def test_compress_model_measures_every_technique_and_keeps_the_cheapest_within_the_budget(
+    day0_model: TrainedModel, schema: FeatureSchema
+) -> None:
+    settings = CompressionSettings(
+        auc_budget=BUDGET, timing_rows=5_000, min_timing_s=0.05, compile_engine=LLEAVES, expected_predictions=10**9
+    )
+    booster, split = day0_model.result.booster, day0_model.split
+
+    outcome = compress_model(booster, split.train, split.valid, schema, settings, ENERGY)
+
+    names = [c.name for c in outcome.candidates]
+    assert names[:4] == ["uncompressed", "tree_prefix", "smaller_retrain", "distilled"]
+    assert names[4].endswith("+quantized") and names[5] == f"{names[4]}+lleaves"
+    assert outcome.cost_basis == ENERGY_BASIS
+    assert outcome.within_budget(outcome.chosen) and outcome.auc_delta >= -BUDGET
+    cheapest = min(outcome.cost_per_1k(c) or np.inf for c in outcome.candidates if outcome.within_budget(c))
+    assert outcome.cost_per_1k(outcome.chosen) <= cheapest * (1 + settings.tie_tolerance)
+    assert outcome.size_ratio < 1.0
+    assert outcome.compile_status.startswith("compiled ")
+    table = candidates_table(outcome)
+    assert table.count("\n") == len(outcome.candidates) + 1 and "**chosen**" in table
+
+
+def test_compress_model_with_compile_off_says_it_skipped(day0_model: TrainedModel, schema: FeatureSchema) -> None:
+    split = day0_model.split
+
+    outcome = compress_model(day0_model.result.booster, split.train, split.valid, schema, FAST, ENERGY)
+
+    assert outcome.compile_status == "skipped: compile_engine is off"
+    assert all(c.engine == "lightgbm" for c in outcome.candidates)
+    assert outcome.chosen.artifact is None
