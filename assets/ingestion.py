@@ -15,7 +15,13 @@ from green_pipeline.validation import validate_batch
 @metered_asset(partitions_def=batch_partitions, group_name="ingestion", io_manager_key="artifact_io_manager")
 def ingested_batch(context: AssetExecutionContext, dataset: DatasetResource) -> Output[pd.DataFrame]:
     """The batch file of this partition, read as it is from the data folder or s3:// prefix."""
-    frame = read_batch(dataset.data_url, context.partition_key, dataset.storage_options())
+    frame = read_batch(
+        dataset.data_url,
+        context.partition_key,
+        dataset.storage_options(),
+        max_rows=dataset.max_rows,
+        max_bytes=dataset.max_bytes,
+    )
     source = files.join(dataset.data_url, context.partition_key)
     return Output(
         frame,

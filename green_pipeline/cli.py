@@ -60,9 +60,7 @@ def persistent_instance() -> DagsterInstance:
     return DagsterInstance.get()
 
 
-def _print_outcomes(
-    outcomes: Sequence[BatchOutcome] | None, instance: DagsterInstance, batches: list[str], config: dict
-) -> list[BatchOutcome]:
+def _print_outcomes(instance: DagsterInstance, batches: list[str], config: dict) -> list[BatchOutcome]:
     from green_pipeline.definitions import defs
 
     print(OUTCOME_HEADER)
@@ -92,7 +90,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     instance = persistent_instance()
     print("Drift-gated pipeline (Dagster instance in $DAGSTER_HOME):")
-    gated = _print_outcomes(None, instance, names, run_config({}))
+    gated = _print_outcomes(instance, names, run_config({}))
     print(totals_row("drift-gated", gated), "\n")
     if len(gated) != len(names):
         return 1
@@ -106,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "policy": {"always_retrain": True},
             }
         )
-        baseline = _print_outcomes(None, baseline_instance, names, config)
+        baseline = _print_outcomes(baseline_instance, names, config)
     print(totals_row("always-retrain", baseline), "\n")
     print(_comparison(gated, baseline), "\n")
     _refresh_ledger(instance)
@@ -148,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not pending:
         print(f"every batch under {args.data} is already processed")
         return 0
-    outcomes = _print_outcomes(None, instance, pending, run_config(settings))
+    outcomes = _print_outcomes(instance, pending, run_config(settings))
     print(totals_row("total", outcomes))
     _refresh_ledger(instance)
     return 0 if len(outcomes) == len(pending) and outcomes[-1].success else 1

@@ -60,6 +60,8 @@ class DatasetResource(ConfigurableResource):
     label: str = "churned"
     features: list[str] | None = None
     categorical: list[str] | None = None
+    max_rows: int | None = Field(default=None, gt=0, description="A batch with more rows is refused.")
+    max_bytes: int | None = Field(default=None, gt=0, description="A larger batch file is refused before download.")
     storage: ResourceDependency[ObjectStorage]
 
     def spec(self) -> DatasetSpec:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from dagster import DagsterEventType, DagsterInstance, Definitions
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, Definitions, RunsFilter
 
 from green_pipeline.assets.jobs import green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
@@ -73,8 +73,6 @@ def process_batches(
 
 def processed_batches(instance: DagsterInstance) -> set[str]:
     """Batches whose pipeline run has succeeded on this instance."""
-    from dagster import DagsterRunStatus, RunsFilter
-
     runs = instance.get_runs(RunsFilter(job_name=green_pipeline_job.name, statuses=[DagsterRunStatus.SUCCESS]))
     return {run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags}
 
@@ -118,4 +116,9 @@ def _failure_message(instance: DagsterInstance, run_id: str) -> str:
         if data and data.error:
             cause = data.error.cause or data.error
             return f"{event.step_key}: {cause.message.strip()}"
+    # Settings rejected while resources start (e.g. a threshold out of range) fail the run, not a step.
+    for event in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
+        data = event.dagster_event.job_failure_data if event.dagster_event else None
+        if data and data.error:
+            return f"run: {(data.error.cause or data.error).message.strip()}"
     return "the run failed; see its logs in the Dagster UI"
