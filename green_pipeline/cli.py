@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, PreviewWarning
 
 from green_pipeline.assets.jobs import energy_ledger_job
 from green_pipeline.cost_review import summarize
@@ -44,6 +46,8 @@ from green_pipeline.runner import (
 from green_pipeline.store import ModelStore
 
 INSTANCE_CONFIG = "dagster.yaml"
+#: The full event log stays in the instance (and the UI); the terminal shows the tables and warnings only.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def dagster_home() -> Path:
@@ -65,7 +69,7 @@ def _print_outcomes(instance: DagsterInstance, batches: list[str], config: dict)
 
     print(OUTCOME_HEADER)
     done = []
-    for outcome in process_batches(defs, instance, batches, config):
+    for outcome in process_batches(defs, instance, batches, {**config, **QUIET_CONSOLE}):
         print(outcome_row(outcome), flush=True)
         done.append(outcome)
     return done
@@ -117,7 +121,7 @@ def _refresh_ledger(instance: DagsterInstance) -> None:
     from green_pipeline.definitions import defs
 
     summary = summarize(batch_costs(instance))
-    defs.resolve_job_def(energy_ledger_job.name).execute_in_process(instance=instance)
+    defs.resolve_job_def(energy_ledger_job.name).execute_in_process(instance=instance, run_config=QUIET_CONSOLE)
     avoided = summary.avoided_energy_kwh * 1e3
     print(
         f"Skipped {summary.skipped_retrains} retrains, avoiding about {avoided:.4f} Wh "
@@ -269,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its "tracker init" line on every step
+    # Partitioned asset checks are a Dagster preview feature; README says what that means here.
+    warnings.filterwarnings("ignore", category=PreviewWarning)
     try:
         return args.handler(args)
     except GreenPipelineError as exc:

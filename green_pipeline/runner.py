@@ -17,7 +17,15 @@ from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.errors import InvalidConfigError
 from green_pipeline.ledger import run_entries
 
-CONFIGURABLE_RESOURCES = ("dataset", "model_store", "artifacts", "policy", "energy", "object_storage")
+CONFIGURABLE_RESOURCES = (
+    "dataset",
+    "model_store",
+    "artifacts",
+    "policy",
+    "energy",
+    "object_storage",
+    "check_thresholds",
+)
 
 
 @dataclass(frozen=True)
