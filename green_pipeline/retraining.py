@@ -70,6 +70,8 @@ class RetrainingOutcome:
         }
         for attempt in self.attempts:
             prefix = f"attempt_{attempt.strategy.value}"
+            if attempt.energy.energy_kwh is None:  # said, never left out or zeroed
+                values[f"{prefix}_energy"] = "unmeasured"
             values[f"{prefix}_energy_kwh"] = attempt.energy.energy_kwh
             values[f"{prefix}_valid_auc"] = attempt.result.valid_auc
             values[f"{prefix}_duration_s"] = attempt.energy.duration_s
