@@ -38,8 +38,7 @@ def validated_batch(
 ) -> Output[pd.DataFrame]:
     """The batch checked against the serving model's schema (or the dataset config for the first model)."""
     source = files.join(dataset.data_url, context.partition_key)
-    champion = model_store.store().load_current()
-    schema = champion.schema if champion else infer_schema(ingested_batch, dataset.spec(), source)
+    schema = model_store.store().current_schema() or infer_schema(ingested_batch, dataset.spec(), source)
     clean, report = validate_batch(ingested_batch, schema, source)
     for warning in report.warnings:
         context.log.warning(f"{source}: {warning}")

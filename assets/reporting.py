@@ -8,7 +8,14 @@ from dagster import AssetExecutionContext, MetadataValue, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.cost_review import chart_png, summarize
-from green_pipeline.ledger import EnergyTotal, all_entries, batch_costs, prediction_energy_per_1k_kwh, totals
+from green_pipeline.ledger import (
+    EnergyTotal,
+    batch_costs,
+    entries_of,
+    materializations,
+    prediction_energy_per_1k_kwh,
+    totals,
+)
 from green_pipeline.resources import ArtifactStorage
 
 RECENT_RUNS = 20
@@ -17,9 +24,10 @@ RECENT_RUNS = 20
 @metered_asset(group_name="reporting", io_manager_key="artifact_io_manager")
 def energy_ledger(context: AssetExecutionContext, artifacts: ArtifactStorage) -> Output[pd.DataFrame]:
     """Energy and CO2 per asset, per run and in total; energy avoided by skipped retrains; a chart per batch."""
-    costs = batch_costs(context.instance)
+    events = list(materializations(context.instance))  # one read of the event log serves every figure below
+    costs = batch_costs(events)
     summary = summarize(costs)
-    entries = list(all_entries(context.instance))
+    entries = entries_of(events)
     chart_url = artifacts.url("reports", "energy_ledger", "energy_and_quality.png")
     png = chart_png(costs)
     artifacts.write(chart_url, png)
@@ -41,7 +49,7 @@ def energy_ledger(context: AssetExecutionContext, artifacts: ArtifactStorage) ->
         ),
         "chart_path": MetadataValue.path(chart_url),
     }
-    per_1k = prediction_energy_per_1k_kwh(context.instance)
+    per_1k = prediction_energy_per_1k_kwh(events)
     metadata["energy_per_1k_predictions_kwh" if per_1k is not None else "energy_per_1k_predictions"] = (
         per_1k if per_1k is not None else "unmeasured"
     )

@@ -21,10 +21,9 @@ from pathlib import Path
 from dagster import DagsterInstance, PreviewWarning
 
 from green_pipeline.assets.jobs import energy_ledger_job
-from green_pipeline.cost_review import summarize
 from green_pipeline.data import StreamSpec, list_batches, write_stream
 from green_pipeline.errors import GreenPipelineError
-from green_pipeline.ledger import all_entries, batch_costs, totals
+from green_pipeline.ledger import all_entries, totals
 from green_pipeline.report import (
     MODELS_HEADER,
     OUTCOME_HEADER,
@@ -120,11 +119,13 @@ def _refresh_ledger(instance: DagsterInstance) -> None:
     """Materialize the energy_ledger asset so the UI shows the chart and totals of what just ran."""
     from green_pipeline.definitions import defs
 
-    summary = summarize(batch_costs(instance))
-    defs.resolve_job_def(energy_ledger_job.name).execute_in_process(instance=instance, run_config=QUIET_CONSOLE)
-    avoided = summary.avoided_energy_kwh * 1e3
+    result = defs.resolve_job_def(energy_ledger_job.name).execute_in_process(
+        instance=instance, run_config=QUIET_CONSOLE
+    )
+    ledger = result.asset_materializations_for_node("energy_ledger")[0].metadata
+    avoided = ledger["avoided_energy_kwh"].value * 1e3
     print(
-        f"Skipped {summary.skipped_retrains} retrains, avoiding about {avoided:.4f} Wh "
+        f"Skipped {ledger['skipped_retrains'].value} retrains, avoiding about {avoided:.4f} Wh "
         f"(each counted at the cost of the last measured retrain); ledger asset refreshed.\n"
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +60,18 @@ def entry_of(event: EventLogEntry) -> EnergyEntry | None:
     )
 
 
+def entries_of(events: Iterable[EventLogEntry]) -> list[EnergyEntry]:
+    """Energy of each materialization among ``events``."""
+    return [entry for entry in map(entry_of, events) if entry is not None]
+
+
+def run_materializations(instance: DagsterInstance, run_id: str) -> Sequence[EventLogEntry]:
+    return instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+
+
 def run_entries(instance: DagsterInstance, run_id: str) -> list[EnergyEntry]:
     """Energy of every materialization of one run."""
-    events = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-    return [entry for entry in map(entry_of, events) if entry is not None]
+    return entries_of(run_materializations(instance, run_id))
 
 
 def materializations(instance: DagsterInstance) -> Iterator[EventLogEntry]:
@@ -79,18 +87,15 @@ def materializations(instance: DagsterInstance) -> Iterator[EventLogEntry]:
             cursor = page.cursor
 
 
-def all_entries(instance: DagsterInstance) -> Iterator[EnergyEntry]:
+def all_entries(instance: DagsterInstance) -> list[EnergyEntry]:
     """Energy of every materialization the instance recorded, oldest first, asset by asset."""
-    for event in materializations(instance):
-        entry = entry_of(event)
-        if entry is not None:
-            yield entry
+    return entries_of(materializations(instance))
 
 
-def batch_costs(instance: DagsterInstance) -> list[BatchCost]:
+def batch_costs(events: Iterable[EventLogEntry]) -> list[BatchCost]:
     """Per batch (in name order), the latest materialization of each step: energy, retrain, and quality."""
     latest: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for event in materializations(instance):
+    for event in events:
         materialization = event.asset_materialization
         if materialization is not None and materialization.partition is not None:
             values = {k: v.value for k, v in materialization.metadata.items()}
@@ -113,10 +118,10 @@ def _batch_cost(batch: str, steps: dict[str, dict[str, Any]]) -> BatchCost:
     )
 
 
-def prediction_energy_per_1k_kwh(instance: DagsterInstance) -> float | None:
+def prediction_energy_per_1k_kwh(events: Iterable[EventLogEntry]) -> float | None:
     """Energy per 1,000 predictions over every measured scoring step (weighted by rows scored)."""
     rows, energy = 0, 0.0
-    for event in materializations(instance):
+    for event in events:
         materialization = event.asset_materialization
         if materialization is None or materialization.asset_key != PREDICTIONS:
             continue

@@ -5,17 +5,17 @@ The CLI and the tests use it; every figure in an outcome comes from the run's ow
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, Definitions, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, Definitions, EventLogEntry, RunsFilter
 
 from green_pipeline.assets.jobs import green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.ledger import run_entries
+from green_pipeline.ledger import entries_of, run_materializations
 
 CONFIGURABLE_RESOURCES = (
     "dataset",
@@ -86,10 +86,11 @@ def processed_batches(instance: DagsterInstance) -> set[str]:
 
 
 def outcome_of(instance: DagsterInstance, batch: str, run_id: str, success: bool) -> BatchOutcome:
-    metadata = _materialization_metadata(instance, run_id)
+    events = run_materializations(instance, run_id)
+    metadata = _metadata_by_asset(events)
     drift = metadata.get("drift_report", {})
     deployment = metadata.get("deployed_model", {})
-    entries = run_entries(instance, run_id)
+    entries = entries_of(events)
     return BatchOutcome(
         batch=batch,
         run_id=run_id,
@@ -107,9 +108,9 @@ def outcome_of(instance: DagsterInstance, batch: str, run_id: str, success: bool
     )
 
 
-def _materialization_metadata(instance: DagsterInstance, run_id: str) -> dict[str, dict[str, Any]]:
+def _metadata_by_asset(events: Sequence[EventLogEntry]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for event in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+    for event in events:
         materialization = event.asset_materialization
         if materialization is not None:
             found[materialization.asset_key.to_user_string()] = {

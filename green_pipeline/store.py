@@ -154,6 +154,11 @@ class ModelStore:
     def metadata(self, version: str) -> dict[str, Any]:
         return json.loads(self._verified_files(version, only=(METADATA_FILE,))[METADATA_FILE])
 
+    def current_schema(self) -> FeatureSchema | None:
+        """The serving model's schema, from its verified metadata alone (no model or reference is read)."""
+        version = self.current_version()
+        return None if version is None else schema_from_dict(self.metadata(version)["schema"])
+
     def _verified_files(self, version: str, only: tuple[str, ...] | None = None) -> dict[str, bytes]:
         if not VERSION_PATTERN.match(version):
             raise StoreError(f"{version!r} is not a version name (expected e.g. v0001).")

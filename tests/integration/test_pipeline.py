@@ -39,22 +39,17 @@ def processed_instance(processed) -> DagsterInstance:
     return processed[1]
 
 
-def _latest(instance: DagsterInstance, asset: str, partition: str):
+def _latest_or_none(instance: DagsterInstance, asset: str, partition: str):
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
     ).records
-    return records[0].asset_materialization
+    return records[0].asset_materialization if records else None
 
 
-def _latest_or_none(instance: DagsterInstance, asset: str, partition: str):
-    return next(
-        iter(
-            instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
-            ).records
-        ),
-        None,
-    )
+def _latest(instance: DagsterInstance, asset: str, partition: str):
+    materialization = _latest_or_none(instance, asset, partition)
+    assert materialization is not None, f"{asset} was never materialized for {partition}"
+    return materialization
 
 
 def test_first_batch_trains_and_deploys_from_scratch(outcomes: list[BatchOutcome]) -> None:
