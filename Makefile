@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 # Root on CI and the project's machines; elsewhere apt needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint ui bench clean
+.PHONY: demo test soak lint ui bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ $(CHROMIUM):
 
 test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+# 50+ batches through the pipeline on one instance (excluded from `make test`): handles, memory, disk, event log.
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -m soak
 
 ui: $(STAMP)
 	$(BIN)/green-pipeline ui

@@ -1,4 +1,6 @@
-"""Asset checks shown pass/fail in the UI: drift, a quality floor that blocks deployment, an energy budget."""
+"""Asset checks shown pass/fail in the UI: drift, a quality floor that blocks deployment, energy budgets."""
+
+from datetime import UTC, datetime
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
@@ -6,7 +8,8 @@ from green_pipeline.assets.compression import compressed_model
 from green_pipeline.assets.monitoring import drift_report
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.assets.reporting import energy_ledger
-from green_pipeline.ledger import all_entries, totals
+from green_pipeline.budget import BudgetSeverity, BudgetStatus
+from green_pipeline.ledger import all_entries, month_budget_status, totals
 from green_pipeline.records import CompressedModel, DriftAssessment
 from green_pipeline.resources import CheckThresholds
 
@@ -40,14 +43,60 @@ def quality_floor(compressed_model: CompressedModel, check_thresholds: CheckThre
     )
 
 
+#: An exceeded ``block`` budget shows as an error; the skipping itself happens in retrained_model (see below).
+SEVERITIES = {BudgetSeverity.WARN: AssetCheckSeverity.WARN, BudgetSeverity.BLOCK: AssetCheckSeverity.ERROR}
+
+
 @asset_check(asset=energy_ledger, description="Flags runs that spent more than the energy budget per run.")
 def energy_budget_per_run(context: AssetCheckExecutionContext, check_thresholds: CheckThresholds) -> AssetCheckResult:
-    budget = check_thresholds.energy_budget_per_run_kwh
+    budget = check_thresholds.budgets().per_run
     runs = totals(all_entries(context.instance), by="run_id")
-    over = [r for r in runs if r.energy_kwh > budget]
+    over = [r for r in runs if r.energy_kwh > budget.limit_kwh]
     listing = "\n".join(f"- `{r.key}`: {r.energy_kwh * 1e3:.4f} Wh" for r in over[:20]) or "none"
     return AssetCheckResult(
         passed=not over,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"budget_kwh": budget, "runs_over_budget": len(over), "runs": MetadataValue.md(listing)},
+        severity=SEVERITIES[budget.severity],
+        metadata={
+            "budget_kwh": budget.limit_kwh,
+            "severity": budget.severity.value,
+            "runs_over_budget": len(over),
+            "runs": MetadataValue.md(listing),
+        },
     )
+
+
+@asset_check(
+    asset=drift_report,
+    partitions_def=batch_partitions,
+    description="Fails when this UTC month's measured energy exceeds the monthly budget; with severity block, "
+    "retraining is skipped until the month ends while monitoring and scoring go on.",
+)
+def energy_budget_per_month(context: AssetCheckExecutionContext, check_thresholds: CheckThresholds) -> AssetCheckResult:
+    """Not a Dagster blocking check on purpose: that would also stop scoring and fail the run (and monitoring_job).
+
+    retrained_model evaluates the same budget (green_pipeline.ledger.retraining_budget_block) before training.
+    """
+    status = month_budget_status(context.instance, check_thresholds.budgets().per_month, datetime.now(UTC))
+    return AssetCheckResult(
+        passed=not status.exceeded,
+        severity=SEVERITIES[status.budget.severity],
+        description=status.describe(),
+        metadata=_budget_metadata(status),
+    )
+
+
+def _budget_metadata(status: BudgetStatus) -> dict[str, object]:
+    if not status.exceeded:
+        effect = "none: within budget"
+    elif status.blocks_retraining:
+        effect = "retraining skipped while over budget"
+    else:
+        effect = "warning only (severity warn)"
+    return {
+        "period": status.scope,
+        "spent_kwh": status.spent_kwh,
+        "budget_kwh": status.budget.limit_kwh,
+        "unmeasured_steps": status.unmeasured_steps,
+        "severity": status.budget.severity.value,
+        "effect": effect,
+    }

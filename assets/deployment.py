@@ -6,11 +6,13 @@ from dagster import AssetExecutionContext, Output
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.ledger import run_entries
+from green_pipeline.mlflow_logging import log_run, release_record
 from green_pipeline.policy import decide_promotion
 from green_pipeline.records import ChampionComparison, CompressedModel, Deployment
-from green_pipeline.release import engine_files, release_metadata
-from green_pipeline.resources import DatasetResource, ModelStoreResource, RetrainPolicy
+from green_pipeline.release import energy_kpis, engine_files, release_metadata
+from green_pipeline.resources import DatasetResource, MlflowTracking, ModelStoreResource, RetrainPolicy
 
+#: The steps whose energy produced a version: its quality_per_kwh divides the AUC gain by their sum.
 ENERGY_ATTRIBUTED_ASSETS = ("retrained_model", "compressed_model")
 
 
@@ -23,8 +25,10 @@ def deployed_model(
     model_store: ModelStoreResource,
     policy: RetrainPolicy,
     dataset: DatasetResource,
+    mlflow_tracking: MlflowTracking,
 ) -> Output[Deployment]:
-    """A new version in the store; ``current`` moves to it only if it is not worse than the champion."""
+    """A new version in the store, with its energy KPIs; ``current`` moves to it only if it is not worse."""
+    tracking = mlflow_tracking.settings()
     store = model_store.store()
     decision = decide_promotion(
         model_evaluation.champion_auc, compressed_model.test_auc, policy.promotion_tolerance_auc
@@ -35,14 +39,16 @@ def deployed_model(
         for entry in run_entries(context.instance, context.run.run_id)
         if entry.asset in ENERGY_ATTRIBUTED_ASSETS and entry.partition == context.partition_key
     }
+    kpis = energy_kpis(compressed_model, model_evaluation, energy, ENERGY_ATTRIBUTED_ASSETS)
     metadata = release_metadata(
-        compressed_model, model_evaluation, decision, energy, dataset.data_url, context.run.run_id
+        compressed_model, model_evaluation, decision, energy, kpis, dataset.data_url, context.run.run_id
     )
     version = store.publish(
         candidate.model_text, candidate.schema, validated_batch, metadata, engine_files(compressed_model)
     )
     if decision.promote:
-        store.promote(version)
+        # Judged against this champion: if another run promoted meanwhile, StoreConflictError, nothing overwritten.
+        store.promote(version, replacing=model_evaluation.champion_version)
     deployment = Deployment(
         version=version,
         promoted=decision.promote,
@@ -50,6 +56,10 @@ def deployed_model(
         serving_version=store.current_version(),
     )
     context.log.info(f"{version}: {decision.reason}")
+    tracked = {}
+    if tracking is not None:
+        record = release_record(compressed_model, model_evaluation, deployment, kpis, context.run.run_id)
+        tracked = log_run(tracking, record).as_metadata()
     return Output(
         deployment,
         metadata={
@@ -58,5 +68,7 @@ def deployed_model(
             "reason": decision.reason,
             "serving_version": deployment.serving_version or "none",
             "test_auc": compressed_model.test_auc,
+            **kpis.as_metadata(),
+            **tracked,
         },
     )

@@ -6,26 +6,40 @@ from dagster import AssetExecutionContext, MetadataValue, Output
 from green_pipeline import files
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.data import read_batch
+from green_pipeline.data import load_batch
 from green_pipeline.resources import DatasetResource, ModelStoreResource
-from green_pipeline.schema import infer_schema
-from green_pipeline.validation import validate_batch
+from green_pipeline.schema import batch_columns, infer_schema
+from green_pipeline.validation import ignored_columns_warning, validate_batch
 
 
 @metered_asset(partitions_def=batch_partitions, group_name="ingestion", io_manager_key="artifact_io_manager")
-def ingested_batch(context: AssetExecutionContext, dataset: DatasetResource) -> Output[pd.DataFrame]:
-    """The batch file of this partition, read as it is from the data folder or s3:// prefix."""
-    frame = read_batch(
+def ingested_batch(
+    context: AssetExecutionContext, dataset: DatasetResource, model_store: ModelStoreResource
+) -> Output[pd.DataFrame]:
+    """The batch file of this partition, reduced on read to the serving model's (or the configured) columns."""
+    source = files.join(dataset.data_url, context.partition_key)
+    batch = load_batch(
         dataset.data_url,
         context.partition_key,
         dataset.storage_options(),
         max_rows=dataset.max_rows,
         max_bytes=dataset.max_bytes,
+        max_memory_bytes=dataset.memory_budget(),
+        columns=batch_columns(model_store.store().current_schema(), dataset.spec()),
     )
-    source = files.join(dataset.data_url, context.partition_key)
+    if batch.unread_columns:
+        context.log.warning(f"{source}: {ignored_columns_warning(batch.unread_columns)}")
+    frame = batch.frame
     return Output(
         frame,
-        metadata={"rows": len(frame), "columns": len(frame.columns), "source": MetadataValue.path(source)},
+        metadata={
+            "rows": len(frame),
+            "columns": len(frame.columns),
+            "unread_columns": MetadataValue.json(list(batch.unread_columns)),
+            "estimated_read_bytes": batch.estimated_bytes,
+            "memory_bytes": int(frame.memory_usage(index=False, deep=True).sum()),
+            "source": MetadataValue.path(source),
+        },
     )
 
 
@@ -48,6 +62,7 @@ def validated_batch(
             "rows": report.rows,
             "feature_columns": report.columns,
             "positive_rate": report.positive_rate,
+            "memory_bytes": int(clean.memory_usage(index=False, deep=True).sum()),
             "warnings": MetadataValue.json(list(report.warnings)),
         },
     )

@@ -7,7 +7,8 @@ from dagster import AssetExecutionContext, MetadataValue, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.monitoring import assess_batch
+from green_pipeline.drift import DriftResult
+from green_pipeline.monitoring import assess_batch, reference_key
 from green_pipeline.records import DriftAssessment
 from green_pipeline.resources import ArtifactStorage, ModelStoreResource, RetrainPolicy
 
@@ -23,8 +24,12 @@ def drift_report(
     artifacts: ArtifactStorage,
 ) -> Output[DriftAssessment]:
     """Evidently data drift of the batch vs the data the serving model was trained on, and the decision."""
-    champion = model_store.store().load_current()
-    assessment, html = assess_batch(context.partition_key, validated_batch, champion, policy.thresholds())
+    store = model_store.store()
+    champion = store.load_current()
+    key = reference_key(store, champion.version) if champion else None
+    assessment, html = assess_batch(
+        context.partition_key, validated_batch, champion, policy.thresholds(), policy.drift_settings(), key
+    )
     if html is not None:
         report_url = artifacts.url("reports", "drift_report", f"{context.partition_key}.html")
         artifacts.write(report_url, html.encode())
@@ -51,12 +56,39 @@ def drift_metadata(assessment: DriftAssessment) -> dict[str, object]:
         metadata["champion_auc_drop"] = assessment.champion_deployed_auc - assessment.champion_auc
     if assessment.report_url:
         metadata["report_path"] = MetadataValue.path(assessment.report_url)
+    if drift.sample is not None:
+        metadata |= sampling_metadata(drift)
     if drift.columns:
         rows = "\n".join(
-            f"| {c.column} | {c.method} | {c.score:.4g} | {c.threshold:.3g} | {'yes' if c.drifted else 'no'} |"
+            f"| {c.column} | {c.method} | {c.score:.4g} | {_bound(c.error_bound)} | {c.threshold:.3g} "
+            f"| {'yes' if c.drifted else 'no'} |"
             for c in drift.top_columns(TOP_DRIFTED_COLUMNS)
         )
         metadata["top_drifted_columns"] = MetadataValue.md(
-            "| column | test | score | threshold | drifted |\n|---|---|---|---|---|\n" + rows
+            "| column | test | score | ± bound | threshold | drifted |\n|---|---|---|---|---|---|\n" + rows
         )
     return metadata
+
+
+def sampling_metadata(drift: DriftResult) -> dict[str, object]:
+    """How many rows the tests saw, the seed, and what the sampling error means for this decision."""
+    sample = drift.sample
+    assert sample is not None, "only compared results carry sampling figures"
+    bounds = [c.error_bound for c in drift.columns if c.error_bound is not None]
+    return {
+        "drift_sampled": sample.sampled,
+        "drift_rows_tested_current": sample.current_rows,
+        "drift_rows_tested_reference": sample.reference_rows,
+        "drift_sample_seed": sample.seed,
+        "drift_confidence": sample.confidence,
+        "drift_score_error_bound": max(bounds, default=0.0),
+        "drift_cdf_error_bound": sample.cdf_error_bound,
+        "drift_columns_near_threshold": len(drift.near_threshold_columns),
+        "drift_decision_certain": drift.decision_certain,
+        "drift_reference_profile": "cached" if sample.reference_cached else "computed",
+        "drift_report_columns": len(sample.report_columns),
+    }
+
+
+def _bound(bound: float | None) -> str:
+    return "n/a (p-value)" if bound is None else f"{bound:.2g}"

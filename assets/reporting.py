@@ -16,9 +16,12 @@ from green_pipeline.ledger import (
     prediction_energy_per_1k_kwh,
     totals,
 )
+from green_pipeline.regions import PROVIDERS, advice_table, measured_energy_kwh, region_advice
 from green_pipeline.resources import ArtifactStorage
 
 RECENT_RUNS = 20
+#: Cleanest regions shown per cloud provider (`green-pipeline regions` lists them all).
+REGIONS_PER_PROVIDER = 3
 
 
 @metered_asset(group_name="reporting", io_manager_key="artifact_io_manager")
@@ -49,6 +52,17 @@ def energy_ledger(context: AssetExecutionContext, artifacts: ArtifactStorage) ->
         ),
         "chart_path": MetadataValue.path(chart_url),
     }
+    measured_kwh = measured_energy_kwh(e.energy_kwh for e in entries)
+    advice = [a for provider in PROVIDERS for a in region_advice(measured_kwh, provider, REGIONS_PER_PROVIDER)]
+    metadata["region_advice"] = MetadataValue.md(
+        f"The {REGIONS_PER_PROVIDER} cleanest regions of each provider, and what this ledger's measured energy "
+        f"would have emitted there:\n\n{advice_table(advice)}"
+    )
+    cleanest = min(advice, key=lambda a: a.g_co2_per_kwh)
+    metadata["cleanest_region"] = f"{cleanest.provider} {cleanest.region} ({cleanest.location})"
+    metadata["cleanest_region_emissions_kg_co2eq"] = (
+        cleanest.emissions_kg_co2eq if cleanest.emissions_kg_co2eq is not None else "unmeasured"
+    )
     per_1k = prediction_energy_per_1k_kwh(events)
     metadata["energy_per_1k_predictions_kwh" if per_1k is not None else "energy_per_1k_predictions"] = (
         per_1k if per_1k is not None else "unmeasured"

@@ -1,15 +1,27 @@
 """Training group: the retrained model (only when the policy says so) and its evaluation vs the champion."""
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
+from green_pipeline.carbon_deferral import deferral_metadata, measured_total
 from green_pipeline.evaluation import auc
+from green_pipeline.ledger import retraining_budget_block
+from green_pipeline.mlflow_logging import log_run, training_record
 from green_pipeline.records import CandidateModel, ChampionComparison, DriftAssessment
-from green_pipeline.resources import DatasetResource, EnergyResource, ModelStoreResource, RetrainPolicy
+from green_pipeline.resources import (
+    CarbonAwareScheduling,
+    CheckThresholds,
+    DatasetResource,
+    EnergyResource,
+    MlflowTracking,
+    ModelStoreResource,
+    RetrainPolicy,
+)
 from green_pipeline.retraining import plan_for, retrain
 from green_pipeline.schema import infer_schema
 from green_pipeline.training import split_batch
@@ -31,15 +43,26 @@ def retrained_model(
     policy: RetrainPolicy,
     dataset: DatasetResource,
     energy: EnergyResource,
+    carbon_aware: CarbonAwareScheduling,
+    check_thresholds: CheckThresholds,
+    mlflow_tracking: MlflowTracking,
 ) -> Iterator[Output[CandidateModel]]:
     """A challenger, only when drift or a quality drop passed its threshold or nothing is deployed.
 
     The cheapest strategy expected to recover quality is tried first, escalating while the quality bar is
     missed; otherwise nothing is materialized and Dagster shows this step, and everything after it, skipped.
+    A blocking energy budget that is exhausted skips it the same way (check_thresholds, green_pipeline.budget).
     """
     if not drift_report.decision.retrain:
         context.log.info(f"Retraining skipped: {drift_report.decision.reason}")
         return
+    budgets = check_thresholds.budgets()
+    blocked = retraining_budget_block(context.instance, context.run.run_id, budgets, datetime.now(UTC))
+    if blocked:
+        context.log.warning(f"Retraining skipped, a blocking energy budget is exhausted: {blocked}")
+        return
+    tracking = mlflow_tracking.settings()  # raises before any training if MLflow is configured but not installed
+    started = datetime.now(UTC)  # the intensity the run actually met, for runs the drift sensor timed
     champion = model_store.store().load(drift_report.champion_version) if drift_report.champion_version else None
     # The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
     schema = champion.schema if champion else infer_schema(validated_batch, dataset.spec(), context.partition_key)
@@ -47,7 +70,8 @@ def retrained_model(
     rules = policy.strategy_rules()
     plan = plan_for(drift_report, len(validated_batch), policy.quality_drop_threshold_auc, policy.always_retrain, rules)
     # Each attempt is measured on its own, with the settings that meter the whole step.
-    outcome = retrain(split, schema, champion, plan, rules, policy.training_settings(), energy.settings())
+    settings = policy.training_settings()
+    outcome = retrain(split, schema, champion, plan, rules, settings, energy.settings())
     result = outcome.result
     context.log.info(f"{result.strategy.value}: {outcome.reason}")
     candidate = CandidateModel(
@@ -60,6 +84,9 @@ def retrained_model(
         new_trees=result.new_trees,
         train_rows=result.train_rows,
     )
+    tracked = {}
+    if tracking is not None:
+        tracked = log_run(tracking, training_record(outcome, candidate, settings, context.run.run_id)).as_metadata()
     yield Output(
         candidate,
         metadata={
@@ -70,6 +97,13 @@ def retrained_model(
             "train_rows": result.train_rows,
             "valid_auc": result.valid_auc,
             "parent_version": candidate.parent_version or "none",
+            **tracked,
+            **deferral_metadata(
+                context.run.tags,
+                carbon_aware.intensity_provider,
+                started,
+                measured_total(attempt.energy.energy_kwh for attempt in outcome.attempts),
+            ),
         },
     )
 

@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with measure_energy(ENERGY):
-        pass  # codecarbon's first start in a process detects the hardware (~1.6 s): keep it out of the figures
+        pass  # the first measurement in a process loads the machine's power model: keep it out of the figures
     stream = StreamSpec(rows_per_day=args.rows_per_day)
     events = [*stream_events(stream), domain_event(DomainPairSpec(target_rows=args.rows_per_day))]
     rows = [compare(event, args.repeats) for event in events]

@@ -23,10 +23,13 @@ from dagster import DagsterInstance, PreviewWarning
 from green_pipeline.assets.jobs import energy_ledger_job
 from green_pipeline.data import StreamSpec, list_batches, write_stream
 from green_pipeline.errors import GreenPipelineError
-from green_pipeline.ledger import all_entries, totals
+from green_pipeline.ledger import all_entries, batch_kpis, entries_of, materializations, totals
+from green_pipeline.regions import PROVIDERS, advice_table, measured_energy_kwh, region_advice
 from green_pipeline.report import (
+    BATCH_KPI_HEADER,
     MODELS_HEADER,
     OUTCOME_HEADER,
+    batch_kpi_row,
     ledger_table,
     mean_served_auc,
     models_row,
@@ -158,14 +161,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    entries = list(all_entries(persistent_instance()))
-    by_asset, by_run = totals(entries, by="asset"), totals(entries, by="run_id")
+    events = list(materializations(persistent_instance()))  # one read of the event log for every table
+    entries = entries_of(events)
+    by_asset, by_run, by_batch = totals(entries, by="asset"), totals(entries, by="run_id"), batch_kpis(events)
     if args.json:
         print(
             json.dumps(
                 {
                     "by_asset": [dataclasses.asdict(t) for t in by_asset],
                     "by_run": [dataclasses.asdict(t) for t in by_run],
+                    "by_batch": [dataclasses.asdict(b) for b in by_batch],
                 },
                 indent=2,
             )
@@ -174,6 +179,11 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     print(ledger_table("Per asset:", by_asset))
     print()
     print(ledger_table("Per run:", by_run))
+    print()
+    print("Per batch (its latest run): quality next to energy")
+    print(BATCH_KPI_HEADER)
+    for row in by_batch:
+        print(batch_kpi_row(row))
     return 0
 
 
@@ -202,6 +212,33 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     previous = store.current_version()
     store.promote(args.version)
     print(f"{store.root}: current {previous or 'none'} -> {args.version} (checksums verified)")
+    return 0
+
+
+def cmd_regions(args: argparse.Namespace) -> int:
+    entries = all_entries(persistent_instance())
+    energy = measured_energy_kwh(e.energy_kwh for e in entries)
+    emitted = measured_energy_kwh(e.emissions_kg_co2eq for e in entries)
+    unmeasured = sum(e.energy_kwh is None for e in entries)
+    advice = region_advice(energy, args.provider, args.top)
+    if args.json:
+        document = {
+            "provider": args.provider or "all",
+            "measured_energy_kwh": energy,
+            "measured_emissions_kg_co2eq": emitted,
+            "unmeasured_steps": unmeasured,
+            "regions": [dataclasses.asdict(a) for a in advice],
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    if energy is None:
+        print(f"No measured energy in this instance's ledger ({unmeasured} unmeasured steps): intensities only.")
+    else:
+        print(
+            f"This instance's ledger: {energy * 1e3:.4g} Wh measured ({unmeasured} unmeasured steps left out), "
+            f"{(emitted or 0.0) * 1e3:.4g} g CO2eq where it ran. In each region it would have emitted:"
+        )
+    print(advice_table(advice))
     return 0
 
 
@@ -250,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--artifacts", help="where step outputs and reports go (default .green_pipeline/artifacts)")
     run.add_argument("--config", help="YAML/JSON file: sections dataset, model_store, artifacts, policy, energy")
     run.set_defaults(handler=cmd_run)
-    ledger = commands.add_parser("ledger", help="energy and CO2 per asset and per run from the event log")
+    ledger = commands.add_parser(
+        "ledger", help="energy and CO2 per asset and per run, and per batch next to the AUC served and deployed"
+    )
     ledger.add_argument("--json", action="store_true")
     ledger.set_defaults(handler=cmd_ledger)
     for name, help_text, handler in (
@@ -265,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--store", default=f"{DEFAULT_ROOT}/store", help="model store URL")
         command.add_argument("--model-name", default="churn")
         command.set_defaults(handler=handler)
+    regions = commands.add_parser("regions", help="cloud regions by carbon intensity, with the ledger's emissions")
+    regions.add_argument("--provider", choices=PROVIDERS, help="one provider (default: all)")
+    regions.add_argument("--top", type=int, help="show only the N cleanest regions")
+    regions.add_argument("--json", action="store_true")
+    regions.set_defaults(handler=cmd_regions)
     ui = commands.add_parser("ui", help="start the Dagster UI on this instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -274,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its "tracker init" line on every step
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its hardware-detection lines
     # Partitioned asset checks are a Dagster preview feature; README says what that means here.
     warnings.filterwarnings("ignore", category=PreviewWarning)
     try:

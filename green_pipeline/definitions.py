@@ -1,21 +1,38 @@
 """The code location: every asset, job, sensor, schedule and resource of green-pipeline in one place."""
 
-from dagster import Definitions
+import functools
 
-from green_pipeline.assets.checks import drift_below_threshold, energy_budget_per_run, quality_floor
+from dagster import Definitions, JobDefinition
+
+from green_pipeline.assets.checks import (
+    drift_below_threshold,
+    energy_budget_per_month,
+    energy_budget_per_run,
+    quality_floor,
+)
 from green_pipeline.assets.compression import compressed_model
 from green_pipeline.assets.deployment import deployed_model
 from green_pipeline.assets.ingestion import ingested_batch, validated_batch
-from green_pipeline.assets.jobs import energy_ledger_job, green_pipeline_job, monitoring_job, retraining_job
+from green_pipeline.assets.jobs import (
+    SELECTED_ENGINE,
+    batch_jobs,
+    energy_ledger_job,
+    engine_executor,
+    green_pipeline_job,
+    monitoring_job,
+    retraining_job,
+)
 from green_pipeline.assets.monitoring import drift_report
 from green_pipeline.assets.reporting import energy_ledger
 from green_pipeline.assets.scoring import predictions
 from green_pipeline.assets.training import model_evaluation, retrained_model
 from green_pipeline.resources import (
     ArtifactStorage,
+    CarbonAwareScheduling,
     CheckThresholds,
     DatasetResource,
     EnergyResource,
+    MlflowTracking,
     ModelStoreResource,
     ObjectStorage,
     RetrainPolicy,
@@ -40,6 +57,10 @@ def build_resources() -> dict[str, object]:
         "energy": EnergyResource(),
         "policy": RetrainPolicy(),
         "check_thresholds": CheckThresholds(),
+        # Off until tracking_uri is set, e.g. in run config: {"tracking_uri": {"env": "MLFLOW_TRACKING_URI"}}.
+        "mlflow_tracking": MlflowTracking(),
+        # Read by the drift sensor (deferral) and retrained_model (actual intensity); off by default.
+        "carbon_aware": CarbonAwareScheduling(),
     }
 
 
@@ -55,9 +76,31 @@ defs = Definitions(
         predictions,
         energy_ledger,
     ],
-    asset_checks=[drift_below_threshold, quality_floor, energy_budget_per_run],
+    asset_checks=[drift_below_threshold, quality_floor, energy_budget_per_run, energy_budget_per_month],
     jobs=[green_pipeline_job, monitoring_job, retraining_job, energy_ledger_job],
     sensors=[new_batch_sensor, drift_retraining_sensor],
     schedules=[daily_pipeline_schedule, daily_ledger_schedule],
     resources=build_resources(),
 )
+
+
+@functools.cache
+def engine_definitions(engine: str) -> Definitions:
+    """``defs`` with the batch jobs on ``engine``'s executor, to execute runs on an engine other than the loaded one.
+
+    The same assets, checks and resources; no sensors or schedules (they target the loaded jobs, by name).
+    """
+    if engine == SELECTED_ENGINE:
+        return defs
+    return Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        resources=defs.resources,
+        jobs=[*batch_jobs(engine_executor(engine)), energy_ledger_job],
+    )
+
+
+def engine_job(job_name: str, engine: str) -> JobDefinition:
+    """A job on ``engine``, rebuilt by name in any process: the runner points Dagster's ``build_reconstructable_job``
+    here, so Dask workers execute the very job the run was created with, whatever their environment says."""
+    return engine_definitions(engine).resolve_job_def(job_name)

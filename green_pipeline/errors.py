@@ -29,3 +29,7 @@ class StoreError(GreenPipelineError):
 
 class StoreIntegrityError(StoreError):
     """A stored file does not match its recorded checksum: it is refused, never loaded."""
+
+
+class StoreConflictError(StoreError):
+    """Another writer changed the store first (e.g. a concurrent promotion won); nothing of theirs was overwritten."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
 
+from green_pipeline import files
 from green_pipeline.drift import DriftResult, detect_drift, no_reference
+from green_pipeline.drift_sampling import DriftSettings
 from green_pipeline.evaluation import auc
 from green_pipeline.policy import QualityDrop, StrategyRules, decide_retraining
 from green_pipeline.records import DriftAssessment
-from green_pipeline.store import DeployedModel
+from green_pipeline.store import MANIFEST_FILE, REFERENCE_FILE, DeployedModel, ModelStore
 
 
 @dataclass(frozen=True)
@@ -23,16 +26,26 @@ class MonitoringThresholds:
 
 
 def assess_batch(
-    batch: str, frame: pd.DataFrame, champion: DeployedModel | None, thresholds: MonitoringThresholds
+    batch: str,
+    frame: pd.DataFrame,
+    champion: DeployedModel | None,
+    thresholds: MonitoringThresholds,
+    drift_settings: DriftSettings | None = None,
+    reference_key: str | None = None,
 ) -> tuple[DriftAssessment, str | None]:
-    """Drift vs the champion's reference data and the champion's AUC on the batch; returns the HTML report too."""
+    """Drift vs the champion's reference data and the champion's AUC on the batch; returns the HTML report too.
+
+    ``reference_key`` (see ``reference_key``) lets the drift step reuse the reference's profile across batches.
+    """
     html: str | None = None
     drift: DriftResult
     quality: QualityDrop | None = None
     if champion is None:
         drift = no_reference(len(frame), thresholds.drift_share)
     else:
-        drift, html = detect_drift(frame, champion.reference, champion.schema, thresholds.drift_share)
+        drift, html = detect_drift(
+            frame, champion.reference, champion.schema, thresholds.drift_share, drift_settings, reference_key
+        )
         deployed_auc = champion.metadata.get("metrics", {}).get("test_auc")
         if deployed_auc is not None and frame[champion.schema.label].nunique() > 1:
             batch_auc = auc(champion.booster, frame, champion.schema)
@@ -49,3 +62,9 @@ def assess_batch(
         report_url=None,
     )
     return assessment, html
+
+
+def reference_key(store: ModelStore, version: str) -> str:
+    """The store, the version and the sha256 of its reference file (from the version's manifest, a small read)."""
+    manifest = json.loads(files.read_bytes(files.join(store.root, version, MANIFEST_FILE), store.storage_options))
+    return f"{store.root}@{version}#{manifest['sha256'][REFERENCE_FILE]}"

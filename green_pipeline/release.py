@@ -1,12 +1,91 @@
-"""What a published model version records: metrics, energy, lineage, the promotion decision, engine files."""
+"""What a published model version records: metrics, energy KPIs, lineage, the promotion decision, engine files."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from green_pipeline.energy import MEASURED, UNMEASURED
 from green_pipeline.policy import PromotionDecision
 from green_pipeline.records import ChampionComparison, CompressedModel
+
+#: AUC of random guessing: what the first version, which has no champion, is measured against.
+RANDOM_AUC = 0.5
+
+
+@dataclass(frozen=True)
+class EnergyKpis:
+    """Quality bought per kWh and the serving cost of a version; energy figures are None when unmeasured.
+
+    ``auc_gain`` is the version's test AUC minus the champion's on the same test rows (minus 0.5, random
+    guessing, for the first version); ``production_energy_kwh`` is what retraining and compression spent
+    to produce it. ``quality_per_kwh`` is their ratio: it is negative for a version worse than its champion.
+    """
+
+    auc_gain: float
+    baseline: str
+    production_energy_kwh: float | None
+    energy_per_1k_predictions_kwh: float | None
+
+    @property
+    def quality_per_kwh(self) -> float | None:
+        if self.production_energy_kwh is None or self.production_energy_kwh <= 0:
+            return None
+        return self.auc_gain / self.production_energy_kwh
+
+    def as_json(self) -> dict[str, Any]:
+        """For metadata.json: an unmeasured figure is the string "unmeasured", never a guess or a zero."""
+        return {
+            "auc_gain": self.auc_gain,
+            "auc_gain_baseline": self.baseline,
+            "production_energy_kwh": _or_unmeasured(self.production_energy_kwh),
+            "quality_per_kwh": _or_unmeasured(self.quality_per_kwh),
+            "energy_per_1k_predictions_kwh": _or_unmeasured(self.energy_per_1k_predictions_kwh),
+        }
+
+    def as_metadata(self) -> dict[str, Any]:
+        """For Dagster: numeric keys only when measured (the UI plots them), and a status saying which."""
+        values: dict[str, Any] = {
+            "auc_gain": self.auc_gain,
+            "auc_gain_baseline": self.baseline,
+            "quality_per_kwh_status": MEASURED if self.quality_per_kwh is not None else UNMEASURED,
+            "production_energy_kwh": self.production_energy_kwh,
+            "quality_per_kwh": self.quality_per_kwh,
+            "energy_per_1k_predictions_kwh": self.energy_per_1k_predictions_kwh,
+        }
+        if self.energy_per_1k_predictions_kwh is None:
+            values["energy_per_1k_predictions"] = UNMEASURED
+        return {key: value for key, value in values.items() if value is not None}
+
+
+def _or_unmeasured(value: float | None) -> float | str:
+    return UNMEASURED if value is None else value
+
+
+def energy_kpis(
+    compressed: CompressedModel,
+    comparison: ChampionComparison,
+    energy_kwh: Mapping[str, float | None],
+    producing_steps: Sequence[str],
+) -> EnergyKpis:
+    """The KPIs of a version from its test AUCs and the measured energy of the steps that produced it.
+
+    Production energy is unmeasured if any of ``producing_steps`` has no measured ``<step>_energy_kwh``.
+    """
+    if comparison.champion_auc is None:
+        gain, baseline = compressed.test_auc - RANDOM_AUC, f"random guessing (AUC {RANDOM_AUC}): first version"
+    else:
+        gain = compressed.test_auc - comparison.champion_auc
+        baseline = f"champion {comparison.champion_version} on the same test rows"
+    spent = [energy_kwh.get(f"{step}_energy_kwh") for step in producing_steps]
+    return EnergyKpis(
+        auc_gain=gain,
+        baseline=baseline,
+        production_energy_kwh=None if None in spent else sum(v for v in spent if v is not None),
+        energy_per_1k_predictions_kwh=compressed.energy_per_1k_predictions_kwh,
+    )
 
 
 def release_metadata(
@@ -14,6 +93,7 @@ def release_metadata(
     comparison: ChampionComparison,
     decision: PromotionDecision,
     energy_kwh: dict[str, float | None],
+    kpis: EnergyKpis,
     data_url: str,
     run_id: str,
 ) -> dict[str, Any]:
@@ -26,7 +106,7 @@ def release_metadata(
             "uncompressed_test_auc": comparison.challenger_auc,
             "trees": candidate.trees,
             "size_bytes": compressed.size_bytes_after,
-            "energy_per_1k_predictions_kwh": compressed.energy_per_1k_predictions_kwh,
+            **kpis.as_json(),
         },
         "energy": energy_kwh,
         "lineage": {

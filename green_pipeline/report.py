@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from green_pipeline.ledger import EnergyTotal
+from green_pipeline.energy import UNMEASURED
+from green_pipeline.ledger import BatchKpi, EnergyTotal
 from green_pipeline.runner import BatchOutcome
 
 OUTCOME_HEADER = (
@@ -15,6 +16,11 @@ OUTCOME_HEADER = (
 
 def _optional(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _kpi(value: float | str | None, spec: str) -> str:
+    """A KPI that may be a number, "unmeasured", or absent (a version written before the KPI existed)."""
+    return value if isinstance(value, str) else _optional(value, spec)
 
 
 def _energy(kwh: float, unmeasured: int, scale: float, spec: str) -> str:
@@ -66,7 +72,7 @@ def ledger_table(title: str, rows: Iterable[EnergyTotal]) -> str:
 
 MODELS_HEADER = (
     f"{'':1} {'version':<8} {'parent':<8} {'strategy':<13} {'batch':<28} {'trees':>5} {'test AUC':>8} "
-    f"{'size KB':>8} {'train Wh':>9} {'promoted':>8}"
+    f"{'size KB':>8} {'train Wh':>9} {'AUC gain/kWh':>12} {'mWh/1k pred':>11} {'promoted':>8}"
 )
 
 
@@ -85,15 +91,45 @@ def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, 
         "test_auc": metrics.get("test_auc"),
         "size_bytes": metrics.get("size_bytes"),
         "energy_kwh": sum(measured) if measured and len(measured) == len(energy) else None,
+        "auc_gain": metrics.get("auc_gain"),
+        "auc_gain_baseline": metrics.get("auc_gain_baseline"),
+        "quality_per_kwh": metrics.get("quality_per_kwh"),
+        "energy_per_1k_predictions_kwh": metrics.get("energy_per_1k_predictions_kwh"),
         "promoted": metadata.get("promotion", {}).get("promoted"),
     }
 
 
 def models_row(row: dict[str, Any]) -> str:
     size = None if row["size_bytes"] is None else row["size_bytes"] / 1024
-    energy = "unmeasured" if row["energy_kwh"] is None else format(row["energy_kwh"] * 1e3, ".5f")
+    energy = UNMEASURED if row["energy_kwh"] is None else format(row["energy_kwh"] * 1e3, ".5f")
+    per_1k = row["energy_per_1k_predictions_kwh"]
+    per_1k_mwh = per_1k * 1e6 if isinstance(per_1k, float) else per_1k
     return (
         f"{'*' if row['serving'] else ' '} {row['version']:<8} {row['parent_version'] or '-':<8} "
         f"{row['strategy'] or '-':<13} {row['batch'] or '-':<28} {row['trees'] or '-':>5} "
-        f"{_optional(row['test_auc'], '.4f'):>8} {_optional(size, '.1f'):>8} {energy:>9} {row['promoted']!s:>8}"
+        f"{_optional(row['test_auc'], '.4f'):>8} {_optional(size, '.1f'):>8} {energy:>9} "
+        f"{_kpi(row['quality_per_kwh'], '.1f'):>12} {_kpi(per_1k_mwh, '.4f'):>11} {row['promoted']!s:>8}"
+    )
+
+
+BATCH_KPI_HEADER = (
+    f"{'batch':<28} {'run':<8} {'action':<13} {'serving':>8} {'AUC served':>10} {'new':>6} {'AUC new':>8} "
+    f"{'promoted':>8} {'Wh':>9} {'AUC gain/kWh':>12}"
+)
+
+
+def batch_kpi_row(row: BatchKpi) -> str:
+    """One batch: the energy its latest run spent next to the AUC served on it and of any version it produced."""
+    if row.deployed_version is None:
+        gain = "-"
+    elif row.quality_per_kwh_status == UNMEASURED:
+        gain = UNMEASURED
+    else:
+        gain = _optional(row.quality_per_kwh, ".1f")
+    promoted = "-" if row.promoted is None else str(row.promoted)
+    return (
+        f"{row.batch:<28} {row.run_id[:8]:<8} {row.action:<13} {row.served_version or '-':>8} "
+        f"{_optional(row.served_auc, '.4f'):>10} {row.deployed_version or '-':>6} "
+        f"{_optional(row.deployed_auc, '.4f'):>8} {promoted:>8} "
+        f"{_energy(row.energy_kwh, row.unmeasured_steps, 1e3, '.4f'):>9} {gain:>12}"
     )

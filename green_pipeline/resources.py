@@ -6,11 +6,13 @@ Defaults make the built-in demo work from the repository root; secrets come only
 import dataclasses
 import io
 import json
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 import pandas as pd
 from dagster import (
     ConfigurableResource,
+    Failure,
     InitResourceContext,
     InputContext,
     IOManager,
@@ -21,8 +23,19 @@ from dagster import (
 from pydantic import Field, TypeAdapter
 
 from green_pipeline import files
+from green_pipeline.budget import Budget, BudgetSettings, BudgetSeverity
+from green_pipeline.carbon_deferral import DeferralSettings
+from green_pipeline.carbon_intensity import (
+    CarbonIntensityError,
+    CsvIntensityProvider,
+    HttpIntensityProvider,
+    IntensityProvider,
+)
+from green_pipeline.data import memory_budget
+from green_pipeline.drift_sampling import DriftSettings
 from green_pipeline.energy import EnergySettings
 from green_pipeline.errors import GreenPipelineError
+from green_pipeline.mlflow_logging import MlflowSettings, require_mlflow
 from green_pipeline.monitoring import MonitoringThresholds
 from green_pipeline.policy import StrategyRules
 from green_pipeline.records import RECORD_TYPES
@@ -40,6 +53,12 @@ class ObjectStorage(ConfigurableResource):
     region_name: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
+    request_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tries of one S3 request before the step fails (botocore's total_max_attempts; None keeps "
+        "its default, about 5 s against an unreachable endpoint). The jobs' RetryPolicy then reruns the step.",
+    )
 
     def options_for(self, url: str) -> dict[str, Any]:
         if not url.startswith(("s3://", "s3a://")):
@@ -50,6 +69,8 @@ class ObjectStorage(ConfigurableResource):
         options: dict[str, Any] = {"client_kwargs": client_kwargs}
         if self.access_key_id and self.secret_access_key:
             options |= {"key": self.access_key_id, "secret": self.secret_access_key}
+        if self.request_attempts is not None:
+            options["config_kwargs"] = {"retries": {"total_max_attempts": self.request_attempts}}
         return options
 
 
@@ -62,7 +83,17 @@ class DatasetResource(ConfigurableResource):
     categorical: list[str] | None = None
     max_rows: int | None = Field(default=None, gt=0, description="A batch with more rows is refused.")
     max_bytes: int | None = Field(default=None, gt=0, description="A larger batch file is refused before download.")
+    max_memory_fraction: float = Field(
+        default=0.25,
+        gt=0.0,
+        le=1.0,
+        description="A batch whose read would take more than this share of the memory available is refused "
+        "before it is decoded (estimated from its first rows); the steps after it hold a few copies of it.",
+    )
     storage: ResourceDependency[ObjectStorage]
+
+    def memory_budget(self) -> int:
+        return memory_budget(self.max_memory_fraction)
 
     def spec(self) -> DatasetSpec:
         return DatasetSpec(
@@ -92,9 +123,20 @@ class EnergyResource(ConfigurableResource):
     country_iso_code: str = Field(default="FRA", min_length=3, max_length=3)
     region: str | None = None
     enabled: bool = True
+    cpu_tdp_w: float | None = Field(
+        default=None,
+        gt=0,
+        description="The CPU's power at full load (TDP, all sockets) when codecarbon does not know this CPU model; "
+        "each busy thread is charged this / logical CPUs. Default: codecarbon's figure (see energy_method).",
+    )
 
     def settings(self) -> EnergySettings:
-        return EnergySettings(country_iso_code=self.country_iso_code.upper(), region=self.region, enabled=self.enabled)
+        return EnergySettings(
+            country_iso_code=self.country_iso_code.upper(),
+            region=self.region,
+            enabled=self.enabled,
+            cpu_tdp_w=self.cpu_tdp_w,
+        )
 
 
 class RetrainPolicy(ConfigurableResource):
@@ -160,6 +202,27 @@ class RetrainPolicy(ConfigurableResource):
     early_stopping_rounds_warm_start: int = Field(
         default=10, ge=1, description="Patience of a warm start, which only learns the residual error."
     )
+    drift_sample_rows: int = Field(
+        default=50_000,
+        ge=0,
+        description="Rows of the batch and of the reference the drift tests see: larger sides are sampled "
+        "(seeded, without replacement) with an error bound in the report. 0 tests every row.",
+    )
+    drift_sample_seed: int = Field(default=0, description="Seed of the drift sampling, so a run can be repeated.")
+    drift_confidence: float = Field(
+        default=0.99, ge=0.5, lt=1.0, description="Confidence of the sampling error bounds of the drift report."
+    )
+    drift_report_columns: int = Field(
+        default=12,
+        ge=1,
+        description="Columns the HTML drift report details (drifted and near-threshold first, then by score); "
+        "every column is tested, and its plots cost about 40 ms each.",
+    )
+
+    def drift_settings(self) -> DriftSettings:
+        return DriftSettings(
+            self.drift_sample_rows, self.drift_sample_seed, self.drift_confidence, self.drift_report_columns
+        )
 
     def thresholds(self) -> MonitoringThresholds:
         return MonitoringThresholds(
@@ -184,6 +247,55 @@ class RetrainPolicy(ConfigurableResource):
             early_stopping_rounds=self.early_stopping_rounds,
             early_stopping_rounds_warm_start=self.early_stopping_rounds_warm_start,
             refit_decay_rate=self.refit_decay_rate,
+        )
+
+
+class CarbonAwareScheduling(ConfigurableResource):
+    """Carbon-aware deferral of non-urgent retrains by the drift sensor: intensity source, zone, deadline, urgency.
+
+    Off by default: the packaged profile is an EXAMPLE, not real grid data. For real figures use
+    ``provider="http"`` with an Electricity Maps style ``api_url`` and ``api_token=EnvVar("...")``.
+    """
+
+    enabled: bool = Field(default=False, description="Defer non-urgent retrains to the cleanest window.")
+    provider: str = Field(default="csv", pattern="^(csv|http)$", description="csv (offline profile) or http.")
+    zone: str = Field(default="EXAMPLE-SOLAR", min_length=1, description="Grid zone, e.g. FR for the HTTP API.")
+    profile_path: str | None = Field(
+        default=None, description="CSV zone,hour,g_co2_per_kwh; default: the packaged EXAMPLE profile."
+    )
+    api_url: str | None = Field(default=None, description="e.g. https://api.electricitymap.org/v3")
+    api_token: str | None = Field(default=None, description="Sent as the auth-token header; pass an EnvVar.")
+    timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
+    deadline_hours: float = Field(
+        default=12.0, gt=0.0, le=168.0, description="A deferred retrain starts by this long after its drift report."
+    )
+    expected_duration_hours: float = Field(
+        default=0.25, gt=0.0, le=24.0, description="How long a retraining run lasts: the window to keep clean."
+    )
+    urgent_drift_share: float = Field(
+        default=0.6,
+        gt=0.0,
+        le=1.0,
+        description="From this drifted share a retrain never waits (keep it above policy.drift_share_threshold).",
+    )
+    urgent_auc_drop: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="From this drop of the serving model's AUC a retrain never waits."
+    )
+
+    def intensity_provider(self) -> IntensityProvider:
+        if self.provider == "csv":
+            return CsvIntensityProvider(self.profile_path)
+        if not self.api_url:
+            raise CarbonIntensityError("carbon_aware.api_url is required when carbon_aware.provider is 'http'.")
+        return HttpIntensityProvider(self.api_url, self.api_token, self.timeout_s)
+
+    def deferral_settings(self) -> DeferralSettings:
+        return DeferralSettings(
+            zone=self.zone,
+            deadline=timedelta(hours=self.deadline_hours),
+            expected_duration=timedelta(hours=self.expected_duration_hours),
+            urgent_drift_share=self.urgent_drift_share,
+            urgent_auc_drop=self.urgent_auc_drop,
         )
 
 
@@ -238,9 +350,11 @@ class ArtifactIOManager(IOManager):
                     return pd.read_parquet(io.BytesIO(payload))
                 document = json.loads(payload)
                 return TypeAdapter(RECORD_TYPES[document["type"]]).validate_python(document["value"])
-        raise GreenPipelineError(
-            f"{context.asset_key.to_user_string()}: no stored output under {self.artifacts.base_url}; "
-            "materialize the upstream asset for this partition first."
+        # Retrying cannot make a missing upstream output appear: fail at once, past the jobs' RetryPolicy.
+        raise Failure(
+            description=f"{context.asset_key.to_user_string()}: no stored output under {self.artifacts.base_url}; "
+            "materialize the upstream asset for this partition first.",
+            allow_retries=False,
         )
 
     def _url(self, context: OutputContext, suffix: str, input_context: InputContext | None = None) -> str:
@@ -256,7 +370,10 @@ def artifact_io_manager(init_context: InitResourceContext) -> ArtifactIOManager:
 
 
 class CheckThresholds(ConfigurableResource):
-    """Limits the asset checks enforce: a quality floor that blocks deployment, and an energy budget per run."""
+    """Limits the asset checks enforce: a quality floor that blocks deployment, and energy budgets.
+
+    A budget whose severity is ``block`` also skips retraining while it is exhausted (see green_pipeline.budget).
+    """
 
     quality_floor_auc: float = Field(
         default=0.65, ge=0.0, le=1.0, description="A compressed model below this test AUC is never deployed."
@@ -264,3 +381,43 @@ class CheckThresholds(ConfigurableResource):
     energy_budget_per_run_kwh: float = Field(
         default=0.001, gt=0.0, description="A run that spends more than this is flagged by the ledger's check."
     )
+    energy_budget_per_run_severity: Literal["warn", "block"] = Field(
+        default="warn",
+        description="warn: flag runs over budget; block: also skip a retraining that the run's spend so far plus "
+        "the last measured retraining would push over budget.",
+    )
+    energy_budget_per_month_kwh: float = Field(
+        default=0.03,
+        gt=0.0,
+        description="Measured energy of all steps in a UTC calendar month beyond which drift_report's check fails "
+        "(default: 30 daily runs at the per-run budget).",
+    )
+    energy_budget_per_month_severity: Literal["warn", "block"] = Field(
+        default="warn",
+        description="warn: the check fails as a warning; block: retraining is skipped until the month ends "
+        "(monitoring and scoring go on).",
+    )
+
+    def budgets(self) -> BudgetSettings:
+        return BudgetSettings(
+            per_run=Budget(self.energy_budget_per_run_kwh, BudgetSeverity(self.energy_budget_per_run_severity)),
+            per_month=Budget(self.energy_budget_per_month_kwh, BudgetSeverity(self.energy_budget_per_month_severity)),
+        )
+
+
+class MlflowTracking(ConfigurableResource):
+    """Where trainings are logged to MLflow; off while ``tracking_uri`` is None.
+
+    Set the URI in run config (e.g. ``tracking_uri: {env: MLFLOW_TRACKING_URI}``, or ``EnvVar`` in code) and
+    install the extra: ``pip install green-pipeline[mlflow]``.
+    """
+
+    tracking_uri: str | None = Field(default=None, description="MLflow tracking URI; None turns tracking off.")
+    experiment_name: str = Field(default="green-pipeline", min_length=1)
+
+    def settings(self) -> MlflowSettings | None:
+        """The settings when tracking is on, after checking MLflow is installed (before any training starts)."""
+        if not self.tracking_uri:
+            return None
+        require_mlflow("mlflow_tracking.tracking_uri")
+        return MlflowSettings(self.tracking_uri, self.experiment_name)

@@ -10,9 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, Definitions, EventLogEntry, RunsFilter
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    Definitions,
+    EventLogEntry,
+    JobDefinition,
+    RunsFilter,
+    build_reconstructable_job,
+    execute_job,
+)
 
-from green_pipeline.assets.jobs import green_pipeline_job
+from green_pipeline.assets.jobs import SELECTED_ENGINE, green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.errors import InvalidConfigError
 from green_pipeline.ledger import entries_of, run_materializations
@@ -25,6 +35,7 @@ CONFIGURABLE_RESOURCES = (
     "energy",
     "object_storage",
     "check_thresholds",
+    "mlflow_tracking",
 )
 
 
@@ -66,17 +77,40 @@ def run_config(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def process_batches(
-    defs: Definitions, instance: DagsterInstance, batches: list[str], config: dict[str, Any]
+    defs: Definitions,
+    instance: DagsterInstance,
+    batches: list[str],
+    config: dict[str, Any],
+    engine: str = SELECTED_ENGINE,
 ) -> Iterator[BatchOutcome]:
-    """Run the pipeline job on each batch in order; stop after the first failed run (later batches depend on it)."""
+    """Run the pipeline job on each batch in order; stop after the first failed run (later batches depend on it).
+
+    ``engine`` defaults to the one the definitions were loaded on ($GREEN_PIPELINE_EXECUTOR); see ``execute_batch``.
+    """
     job = defs.resolve_job_def(green_pipeline_job.name)
     instance.add_dynamic_partitions(batch_partitions.name, batches)
     for batch in batches:
-        result = job.execute_in_process(run_config=config, instance=instance, partition_key=batch, raise_on_error=False)
-        outcome = outcome_of(instance, batch, result.run_id, result.success)
+        run_id, success = execute_batch(job, instance, batch, config, engine)
+        outcome = outcome_of(instance, batch, run_id, success)
         yield outcome
         if not outcome.success:
             return
+
+
+def execute_batch(
+    job: JobDefinition, instance: DagsterInstance, batch: str, config: dict[str, Any], engine: str
+) -> tuple[str, bool]:
+    """One run of ``job`` on ``batch``: in this process, or through the engine's executor (``run_id``, success).
+
+    Another engine runs steps in other processes, which rebuild the job from ``definitions.engine_job``; the
+    instance must then be persistent and reachable from them (e.g. a shared DAGSTER_HOME or PostgreSQL).
+    """
+    if engine == "in_process":
+        result = job.execute_in_process(run_config=config, instance=instance, partition_key=batch, raise_on_error=False)
+        return result.run_id, result.success
+    recon = build_reconstructable_job("green_pipeline.definitions", "engine_job", (job.name, engine))
+    with execute_job(recon, instance, run_config=config, tags={"dagster/partition": batch}) as result:
+        return result.run_id, result.success
 
 
 def processed_batches(instance: DagsterInstance) -> set[str]:

@@ -99,6 +99,18 @@ def infer_schema(frame: pd.DataFrame, spec: DatasetSpec, source: str) -> Feature
     return FeatureSchema(label=spec.label, numeric=tuple(numeric), categories=categories)
 
 
+def batch_columns(schema: FeatureSchema | None, spec: DatasetSpec) -> tuple[str, ...] | None:
+    """The columns worth reading from a batch file: the serving model's, else the configured features; None: all.
+
+    The first model infers its features from every column, so without either nothing can be left out.
+    """
+    if schema is not None:
+        return (*schema.features, schema.label)
+    if spec.features is not None:
+        return (*spec.features, spec.label)
+    return None
+
+
 def check_unique_columns(frame: pd.DataFrame, source: str) -> None:
     """Repeated column names make ``frame[column]`` a frame, not a column: refuse them before any lookup."""
     duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})

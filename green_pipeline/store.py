@@ -5,6 +5,11 @@ Layout under ``<url>/models/<name>/``: one folder per version holding ``model.tx
 and ``manifest.json`` with the sha256 of each file, written last. ``current.json`` names the serving
 version; it is switched only after the version is complete and verified, and every read verifies the
 checksums before loading. Nothing is ever unpickled.
+
+Concurrent writers (two runs of one batch, a rollback during a run) cannot corrupt each other: a version
+is claimed by creating its ``metadata.json`` exclusively, so two publishers never share a number, and
+``current.json`` is replaced only if nobody changed it since it was read, so of two promotions one wins
+and the other raises ``StoreConflictError``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import lightgbm as lgb
 import pandas as pd
 
 from green_pipeline import files
-from green_pipeline.errors import StoreError, StoreIntegrityError
+from green_pipeline.errors import StoreConflictError, StoreError, StoreIntegrityError
 from green_pipeline.schema import FeatureSchema
 
 MODEL_FILE = "model.txt"
@@ -32,6 +37,10 @@ METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "current.json"
 VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
+#: ``promote``'s default: replace whichever version serves (rollback, or a caller that judged nothing).
+WHATEVER_SERVES = "*"
+#: Numbers tried by one ``publish`` before it gives up: each failure means another publisher took that one.
+MAX_CLAIM_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
@@ -72,10 +81,7 @@ class ModelStore:
         self.root = files.join(url, "models", name)
 
     def current_version(self) -> str | None:
-        pointer = files.join(self.root, POINTER_FILE)
-        if not files.exists(pointer, self.storage_options):
-            return None
-        return str(json.loads(files.read_bytes(pointer, self.storage_options))["version"])
+        return _pointed_version(files.read_snapshot(self._pointer(), self.storage_options))
 
     def versions(self) -> list[str]:
         """Complete versions (their manifest exists), oldest first."""
@@ -94,40 +100,51 @@ class ModelStore:
         ``model_text`` is stored byte for byte (a quantized model must not be re-serialized at full precision);
         ``extra_files`` (e.g. a compiled engine) are checksummed in the manifest like the rest.
         """
-        version = self._next_version()
-        buffer = io.BytesIO()
-        reference.to_parquet(buffer, index=False)
         reserved = sorted(set(extra_files or {}) & {MODEL_FILE, REFERENCE_FILE, METADATA_FILE, MANIFEST_FILE})
         if reserved:
             raise StoreError(f"extra files may not replace the store's own files: {reserved}")
-        document = {
-            **metadata,
-            "version": version,
-            "model_name": self.name,
-            "schema": schema_to_dict(schema),
-            "created_at": datetime.now(UTC).isoformat(),
-        }
+        buffer = io.BytesIO()
+        reference.to_parquet(buffer, index=False)
+        document = {**metadata, "model_name": self.name, "schema": schema_to_dict(schema)}
+        version, metadata_payload = self._claim_version(document)
         payloads = {
+            METADATA_FILE: metadata_payload,
             MODEL_FILE: model_text.encode(),
             REFERENCE_FILE: buffer.getvalue(),
-            METADATA_FILE: json.dumps(document, indent=2, sort_keys=True, default=str).encode(),
             **dict(extra_files or {}),
         }
         for name, payload in payloads.items():
-            files.write_bytes_atomic(self._path(version, name), payload, self.storage_options)
+            if name != METADATA_FILE:
+                files.write_bytes_atomic(self._path(version, name), payload, self.storage_options)
         manifest = {"version": version, "sha256": {n: hashlib.sha256(p).hexdigest() for n, p in payloads.items()}}
         files.write_bytes_atomic(
             self._path(version, MANIFEST_FILE), json.dumps(manifest, indent=2).encode(), self.storage_options
         )
         return version
 
-    def promote(self, version: str) -> None:
-        """Make ``version`` the serving one, after verifying every file of it (also used for rollback)."""
+    def promote(self, version: str, replacing: str | None = WHATEVER_SERVES) -> None:
+        """Make ``version`` the serving one, after verifying every file of it (also used for rollback).
+
+        ``replacing`` is the version the caller judged ``version`` against (None: nothing served then); if
+        another one serves by now, nothing is written. Either way ``current.json`` is replaced only if it is
+        still as read here, so of two concurrent promotions exactly one wins; the other gets StoreConflictError.
+        """
+        pointer = self._pointer()
+        before = files.read_snapshot(pointer, self.storage_options)
+        serving = _pointed_version(before)
+        if replacing != WHATEVER_SERVES and serving != replacing:
+            raise StoreConflictError(
+                f"{pointer}: {serving or 'nothing'} serves, not {replacing or 'nothing'}, which {version} was judged "
+                f"against; another run promoted meanwhile. {version} stays published; re-run the batch to judge "
+                "it against the new champion, or promote it with `green-pipeline rollback`."
+            )
         self._verified_files(version)
-        pointer = {"version": version, "promoted_at": datetime.now(UTC).isoformat()}
-        files.write_bytes_atomic(
-            files.join(self.root, POINTER_FILE), json.dumps(pointer).encode(), self.storage_options
-        )
+        document = json.dumps({"version": version, "promoted_at": datetime.now(UTC).isoformat()}).encode()
+        if not files.replace_bytes_if(pointer, document, before, self.storage_options):
+            raise StoreConflictError(
+                f"{pointer} changed while {version} was being promoted: another promotion won and "
+                f"{self.current_version() or 'nothing'} serves. Nothing was overwritten; re-run the batch."
+            )
 
     def load(self, version: str | None = None) -> DeployedModel:
         """Load ``version`` (default: the serving one) after checking its checksums."""
@@ -185,9 +202,31 @@ class ModelStore:
         names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)]
         return sorted((n for n in names if VERSION_PATTERN.match(n)), key=lambda n: int(n[1:]))
 
-    def _next_version(self) -> str:
+    def _claim_version(self, document: dict[str, Any]) -> tuple[str, bytes]:
+        """The next free version and its metadata.json, created exclusively: that file is the claim.
+
+        Every number ever used keeps its folder (a crashed publish leaves one without a manifest), so a
+        number is never reused; a claim lost to a concurrent publisher moves on to the next number.
+        """
         folders = self._version_folders()
-        return f"v{(int(folders[-1][1:]) + 1 if folders else 1):04d}"
+        number = int(folders[-1][1:]) + 1 if folders else 1
+        for _ in range(MAX_CLAIM_ATTEMPTS):
+            version = f"v{number:04d}"
+            stamped = {**document, "version": version, "created_at": datetime.now(UTC).isoformat()}
+            payload = json.dumps(stamped, indent=2, sort_keys=True, default=str).encode()
+            if files.write_bytes_exclusive(self._path(version, METADATA_FILE), payload, self.storage_options):
+                return version, payload
+            number += 1
+        raise StoreConflictError(
+            f"{self.root}: no free version number in {MAX_CLAIM_ATTEMPTS} attempts; is a publisher looping?"
+        )
+
+    def _pointer(self) -> str:
+        return files.join(self.root, POINTER_FILE)
 
     def _path(self, version: str, name: str) -> str:
         return files.join(self.root, version, name)
+
+
+def _pointed_version(pointer: files.Snapshot | None) -> str | None:
+    return None if pointer is None else str(json.loads(pointer.data)["version"])

@@ -1,12 +1,15 @@
-"""Checks that a batch can be trusted before anything is computed on it.
+"""Checks that a batch can be trusted before anything is computed on it, and its compact in-memory form.
 
 Every failure raises :class:`InvalidBatchError` naming the file and the column, so a user fixes the
 producer rather than guessing; recoverable oddities are returned as warnings: extra columns are ignored,
 and categories the model never saw are encoded as missing values (LightGBM routes them like any other).
+The clean batch holds categories as pandas categoricals and numbers as float32 where that is lossless
+(see ``compact_numbers``); the label stays int64.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,9 +48,10 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
 
     clean = pd.DataFrame(index=frame.index)
     for column in schema.numeric:
-        clean[column] = _numeric_column(frame[column], source, column)
+        clean[column] = compact_numbers(_numeric_column(frame[column], source, column))
     for column in schema.categorical:
-        clean[column] = category_text(frame[column])
+        # Categories of plain str objects: what a Parquet round trip (artefacts, the store) gives back.
+        clean[column] = category_text(frame[column]).astype(object).astype("category")
     for column in schema.features:
         if clean[column].isna().all():
             raise InvalidBatchError(
@@ -55,8 +59,8 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
             )
     clean[schema.label] = _label_column(frame[schema.label], source, schema.label)
 
-    extra = sorted(str(c) for c in frame.columns if c not in clean.columns)
-    warnings = (f"columns {extra} are not features of the model and were ignored",) if extra else ()
+    extra = [str(c) for c in frame.columns if c not in clean.columns]
+    warnings = (ignored_columns_warning(extra),) if extra else ()
     report = ValidationReport(
         rows=len(clean),
         columns=len(schema.features),
@@ -64,6 +68,26 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
         warnings=warnings + _unseen_categories(clean, schema),
     )
     return clean.reset_index(drop=True), report
+
+
+def ignored_columns_warning(columns: Sequence[str]) -> str:
+    """The warning for batch columns the model does not use (dropped here, or never read by ingestion)."""
+    return f"columns {sorted(columns)} are not features of the model and were ignored"
+
+
+def compact_numbers(values: pd.Series) -> pd.Series:
+    """float32 when every value survives the round trip exactly (e.g. integers below 2**24), else float64.
+
+    Lossless only: rounding other values would change which side of a split a row falls on once split
+    thresholds are themselves stored as float32 (compression's quantization), and IDs or timestamps lose digits.
+    """
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, which the comparison below refuses
+        as_float32 = values.astype("float32")
+    return (
+        as_float32
+        if np.array_equal(as_float32.to_numpy("float64"), values.to_numpy("float64"), equal_nan=True)
+        else values
+    )
 
 
 def _numeric_column(values: pd.Series, source: str, column: str) -> pd.Series:

@@ -8,7 +8,7 @@ from dagster import DagsterInstance, build_schedule_context, build_sensor_contex
 
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.definitions import defs
-from green_pipeline.resources import DatasetResource, ObjectStorage
+from green_pipeline.resources import CarbonAwareScheduling, DatasetResource, ObjectStorage
 from green_pipeline.sensors.drift import drift_retraining_sensor
 from green_pipeline.sensors.new_data import new_batch_sensor
 from green_pipeline.sensors.schedules import daily_pipeline_schedule
@@ -51,9 +51,10 @@ def test_drift_sensor_requests_retraining_only_for_monitoring_runs_that_need_it(
     for batch in workspace.batches[1:]:
         assert monitoring.execute_in_process(run_config=config, instance=instance, partition_key=batch).success
 
-    result = drift_retraining_sensor(build_sensor_context(instance=instance))
+    carbon = {"carbon_aware": CarbonAwareScheduling()}  # off by default: no deferral
+    result = drift_retraining_sensor(build_sensor_context(instance=instance, resources=carbon))
     assert [r.partition_key for r in result.run_requests] == [workspace.batches[2]]
-    again = drift_retraining_sensor(build_sensor_context(instance=instance, cursor=result.cursor))
+    again = drift_retraining_sensor(build_sensor_context(instance=instance, cursor=result.cursor, resources=carbon))
     assert again.run_requests == []
 
 

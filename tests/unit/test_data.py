@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import psutil
+import pyarrow.parquet as pq
 import pytest
 
 from green_pipeline import files
@@ -15,6 +18,8 @@ from green_pipeline.data import (
     encode_batch,
     generate_day,
     list_batches,
+    load_batch,
+    memory_budget,
     new_batches,
     read_batch,
     write_stream,
@@ -113,7 +118,10 @@ def test_write_stream_list_batches_read_batch_round_trip(tmp_path: Path, file_fo
     assert all(name.endswith(f".{file_format}") for name in names)
     assert list_batches(url) == names
     for day, name in enumerate(names):
-        pd.testing.assert_frame_equal(read_batch(url, name), generate_day(spec, day))
+        read = read_batch(url, name)
+        pd.testing.assert_frame_equal(read, generate_day(spec, day), check_dtype=False, check_categorical=False)
+        # Parquet text is decoded straight to categoricals (one copy of each distinct string); CSV text as read.
+        assert isinstance(read["plan"].dtype, pd.CategoricalDtype) is (file_format == "parquet")
 
 
 def test_list_batches_ignores_other_files_and_partial_uploads(tmp_path: Path) -> None:
@@ -188,3 +196,54 @@ def test_new_batches_returns_new_names_and_resized_files_only() -> None:
     assert new_batches(listing, seen) == {"batch-2.parquet": 250, "batch-3.csv": 50}
     assert list(new_batches(listing, seen)) == ["batch-2.parquet", "batch-3.csv"]
     assert new_batches(seen, seen) == {}
+
+
+def _write_batch(tmp_path: Path, frame: pd.DataFrame, file_format: str) -> tuple[str, str]:
+    name = f"batch.{file_format}"
+    files.write_bytes_atomic(str(tmp_path / name), encode_batch(frame, file_format))
+    return str(tmp_path), name
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_load_batch_decodes_only_the_wanted_columns_and_names_the_others(tmp_path: Path, file_format: str) -> None:
+    frame = generate_day(StreamSpec(rows_per_day=200), 0).assign(coupon_code="X1", customer_id=range(200))
+    url, name = _write_batch(tmp_path, frame, file_format)
+
+    batch = load_batch(url, name, columns=("age", "plan", LABEL, "absent_column"))
+
+    assert list(batch.frame.columns) == ["age", "plan", LABEL]
+    assert sorted(batch.unread_columns) == sorted(set(frame.columns) - {"age", "plan", LABEL})
+    assert batch.frame["age"].tolist() == frame["age"].tolist()
+    assert batch.frame["plan"].astype(str).tolist() == frame["plan"].tolist()
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_load_batch_estimates_the_memory_of_the_read(tmp_path: Path, file_format: str) -> None:
+    frame = generate_day(StreamSpec(rows_per_day=5000), 0)
+    url, name = _write_batch(tmp_path, frame, file_format)
+
+    batch = load_batch(url, name)
+
+    decoded = batch.frame.memory_usage(index=False, deep=True).sum()
+    file_size = (tmp_path / name).stat().st_size
+    assert decoded + file_size <= batch.estimated_bytes <= 3 * (decoded + file_size)
+
+
+def test_a_batch_too_big_for_memory_is_refused_before_it_is_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, name = _write_batch(tmp_path, generate_day(StreamSpec(rows_per_day=5000), 0), "parquet")
+    estimate = load_batch(url, name).estimated_bytes
+
+    def decode_everything(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the whole file was decoded")
+
+    monkeypatch.setattr(pq.ParquetFile, "read", decode_everything)
+    with pytest.raises(InvalidBatchError, match=r"batch\.parquet: reading the batch would take about .* GB of memory"):
+        load_batch(url, name, max_memory_bytes=estimate - 1)
+
+
+def test_the_memory_budget_is_a_share_of_the_memory_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=8_000_000_000))
+
+    assert memory_budget(0.25) == 2_000_000_000

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 
 import codecarbon
+import psutil
 import pytest
+from codecarbon.core import cpu as codecarbon_cpu
 
-from green_pipeline.energy import MEASURED, UNMEASURED, EnergySettings, measure_energy
+from green_pipeline.energy import JOULES_PER_KWH, MEASURED, UNMEASURED, EnergySettings, measure_energy
+from green_pipeline.energy_model import power_model
 
 METADATA_KEYS = {
     "energy_kwh",
@@ -20,34 +29,71 @@ METADATA_KEYS = {
 }
 
 
-def cpu_work() -> str:
+def cpu_work(rounds: int = 60_000) -> str:
     digest = b""
-    for i in range(60_000):
+    for i in range(rounds):
         digest = hashlib.sha256(digest + i.to_bytes(4, "little")).digest()
     return digest.hex()
 
 
+def parallel_work(rounds: int = 250) -> None:
+    """Hashes 1 MB buffers, which releases the GIL: two threads doing this can run at once on two cores."""
+    block = bytes(2**20)
+    for _ in range(rounds):
+        hashlib.sha256(block).digest()
+
+
+@pytest.fixture
+def cold_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temp directory without the machine's cached power model, as on a freshly booted machine."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
 def test_measured_block_reports_energy_and_carbon() -> None:
-    with measure_energy(EnergySettings(country_iso_code="FRA")) as measurement:
+    settings = EnergySettings(country_iso_code="FRA")
+    cpu_before = time.process_time()
+    with measure_energy(settings) as measurement:
         assert measurement.report is None
         result = cpu_work()
+    cpu_seconds = time.process_time() - cpu_before
 
     report = measurement.report
     assert len(result) == 64
     assert report.status == MEASURED
     assert report.measured
     assert report.energy_kwh > 0
+    assert report.energy_kwh == pytest.approx(report.cpu_energy_kwh + report.ram_energy_kwh)
     assert report.emissions_kg_co2eq > 0
     assert report.country_iso_code == "FRA"
-    assert report.carbon_intensity_g_per_kwh > 0
-    assert report.energy_kwh >= report.cpu_energy_kwh
+    assert report.carbon_intensity_g_per_kwh == pytest.approx(report.emissions_kg_co2eq * 1000 / report.energy_kwh)
     assert report.duration_s > 0
-    assert "codecarbon" in report.method
+    assert report.gpu_energy_kwh == 0.0
+    # CPU: this process's CPU seconds at codecarbon's watts per thread (psutil ticks are 10 ms).
+    model = power_model("FRA", None, None)
+    charged_cpu_seconds = report.cpu_energy_kwh * JOULES_PER_KWH / model.cpu_w_per_thread
+    assert charged_cpu_seconds == pytest.approx(cpu_seconds, abs=0.03)
+    # RAM: a share of the machine's RAM power, never all of it.
+    ram_watts = report.ram_energy_kwh * JOULES_PER_KWH / report.duration_s
+    assert 0 < ram_watts < model.ram_power_w * psutil.Process().memory_info().rss / psutil.virtual_memory().total * 2
+    assert "codecarbon" in report.method and "Not attributed: idle power" in report.method
     assert report.unmeasured_reason is None
     metadata = report.as_metadata()
     assert set(metadata) >= METADATA_KEYS
     assert metadata["energy_status"] == MEASURED
     assert "energy_unmeasured_reason" not in metadata
+
+
+def test_cpu_energy_is_what_codecarbons_process_mode_reports_for_the_same_work() -> None:
+    tracker = codecarbon.OfflineEmissionsTracker(
+        country_iso_code="FRA", tracking_mode="process", save_to_file=False, log_level="error"
+    )
+    tracker.start()
+    with measure_energy(EnergySettings()) as measurement:
+        cpu_work(400_000)
+    tracker.stop()
+
+    assert tracker.final_emissions_data.cpu_energy == pytest.approx(measurement.report.cpu_energy_kwh, rel=0.1)
 
 
 def test_disabled_measurement_reports_unmeasured_without_figures() -> None:
@@ -67,11 +113,13 @@ def test_disabled_measurement_reports_unmeasured_without_figures() -> None:
     assert metadata["duration_s"] > 0
 
 
-def test_a_tracker_that_cannot_start_does_not_stop_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse_to_start(self: codecarbon.OfflineEmissionsTracker) -> None:
-        raise RuntimeError("no power counters on this host")
+def test_a_power_model_that_cannot_be_detected_does_not_stop_the_work(
+    cold_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: codecarbon_cpu.TDP) -> None:
+        raise RuntimeError("cpuinfo cannot read this CPU")
 
-    monkeypatch.setattr(codecarbon.OfflineEmissionsTracker, "start", refuse_to_start)
+    monkeypatch.setattr(codecarbon_cpu.TDP, "__init__", refuse)
     ran = []
 
     with measure_energy(EnergySettings()) as measurement:
@@ -81,8 +129,21 @@ def test_a_tracker_that_cannot_start_does_not_stop_the_work(monkeypatch: pytest.
     report = measurement.report
     assert report.status == UNMEASURED
     assert report.energy_kwh is None
-    assert "RuntimeError: no power counters on this host" in report.unmeasured_reason
+    assert "RuntimeError: cpuinfo cannot read this CPU" in report.unmeasured_reason
     assert "energy_kwh" not in report.as_metadata()
+
+
+def test_a_process_that_cannot_be_read_at_the_end_is_reported_unmeasured(monkeypatch: pytest.MonkeyPatch) -> None:
+    with measure_energy(EnergySettings()) as measurement:
+        cpu_work()
+        monkeypatch.setattr(psutil.Process, "cpu_times", lambda self: (_ for _ in ()).throw(psutil.AccessDenied()))
+
+    assert measurement.report.status == UNMEASURED
+    assert "psutil could not read this process at the end: AccessDenied" in measurement.report.unmeasured_reason
+    monkeypatch.undo()
+    with measure_energy(EnergySettings()) as after:
+        cpu_work()
+    assert after.report.measured  # the process-wide meter carries on
 
 
 def test_an_error_in_the_measured_body_propagates_and_still_leaves_a_report() -> None:
@@ -91,3 +152,61 @@ def test_an_error_in_the_measured_body_propagates_and_still_leaves_a_report() ->
 
     assert measurement.report is not None
     assert measurement.report.status == MEASURED
+
+
+def test_blocks_open_at_once_on_two_threads_add_up_to_the_same_blocks_one_at_a_time() -> None:
+    def measured(reports: list) -> None:
+        with measure_energy(EnergySettings()) as measurement:
+            parallel_work()
+        reports.append(measurement.report)
+
+    alone: list = []
+    measured(alone)
+    measured(alone)
+    together: list = []
+    threads = [threading.Thread(target=measured, args=(together,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(r.cpu_energy_kwh for r in together) == pytest.approx(sum(r.cpu_energy_kwh for r in alone), rel=0.15)
+    assert all("shared its process with 1 block(s)" in r.method for r in together)
+    assert not any("shared" in r.method for r in alone)
+
+
+def test_a_nested_block_is_part_of_the_outer_one() -> None:
+    with measure_energy(EnergySettings()) as outer:
+        cpu_work()
+        with measure_energy(EnergySettings()) as inner:
+            cpu_work()
+
+    assert 0 < inner.report.energy_kwh < outer.report.energy_kwh
+    assert "shared" not in outer.report.method
+
+
+def test_the_power_model_is_detected_once_per_machine_boot_not_per_process(cold_cache: Path) -> None:
+    with measure_energy(EnergySettings(country_iso_code="DEU")) as first:
+        pass
+    assert first.report.measured and list(cold_cache.glob("green_pipeline-power-model-*.json"))
+
+    probe = (
+        "import sys\n"
+        "from green_pipeline.energy import EnergySettings, measure_energy\n"
+        "with measure_energy(EnergySettings(country_iso_code='DEU')) as m: pass\n"
+        "print(m.report.status, m.report.carbon_intensity_g_per_kwh, 'codecarbon.core.cpu' in sys.modules)\n"
+    )
+    env = {"TMPDIR": str(cold_cache), "PATH": "/usr/bin:/bin"}
+    output = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    status, intensity, detected_again = output.split()
+    assert status == MEASURED
+    assert float(intensity) == pytest.approx(first.report.carbon_intensity_g_per_kwh)
+    assert detected_again == "False"  # codecarbon's 1.5 s hardware detection was not run again
+
+
+def test_a_cpu_power_setting_replaces_codecarbons_guess(cold_cache: Path) -> None:
+    with measure_energy(EnergySettings(cpu_tdp_w=64.0)) as measurement:
+        cpu_work()
+
+    assert "set by energy.cpu_tdp_w" in measurement.report.method
+    assert f"{64.0 / psutil.cpu_count():.2f} W per thread" in measurement.report.method

@@ -92,3 +92,41 @@ def test_read_bytes_of_a_missing_file_raises_file_not_found(tmp_path: Path) -> N
 )
 def test_join_uses_slashes_whatever_the_scheme(url: str, parts: tuple[str, ...], expected: str) -> None:
     assert files.join(url, *parts) == expected
+
+
+def test_read_snapshot_of_a_missing_file_is_none_and_of_a_file_its_bytes(tmp_path: Path) -> None:
+    files.write_bytes_atomic(str(tmp_path / "current.json"), b"v1")
+
+    assert files.read_snapshot(str(tmp_path / "absent.json")) is None
+    assert files.read_snapshot(str(tmp_path / "current.json")).data == b"v1"
+
+
+def test_replace_bytes_if_writes_only_over_the_state_that_was_read(tmp_path: Path) -> None:
+    pointer = str(tmp_path / "current.json")
+    files.write_bytes_atomic(pointer, b"v1")
+    read = files.read_snapshot(pointer)
+    files.write_bytes_atomic(pointer, b"v2")  # another writer, after our read
+
+    assert not files.replace_bytes_if(pointer, b"v3", read)
+    assert files.read_bytes(pointer) == b"v2"
+    assert files.replace_bytes_if(pointer, b"v3", files.read_snapshot(pointer))
+    assert files.read_bytes(pointer) == b"v3"
+
+
+def test_replace_bytes_if_expecting_no_file_creates_it_only_if_still_absent(tmp_path: Path) -> None:
+    pointer = str(tmp_path / "current.json")
+
+    assert files.replace_bytes_if(pointer, b"v1", None)
+    assert not files.replace_bytes_if(pointer, b"v2", None)
+    assert files.read_bytes(pointer) == b"v1"
+    assert files.list_files(str(tmp_path)) == {"current.json": 2}  # the lock file is hidden, no temp file is left
+
+
+def test_write_bytes_exclusive_never_replaces_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    claim = str(tmp_path / "v0001" / "metadata.json")
+
+    assert files.write_bytes_exclusive(claim, b"first")
+    assert not files.write_bytes_exclusive(claim, b"second")
+    assert files.read_bytes(claim) == b"first"
+    assert os.listdir(tmp_path / "v0001") == ["metadata.json"]
+    assert stat.S_IMODE(os.stat(claim).st_mode) == files.FILE_MODE

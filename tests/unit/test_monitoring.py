@@ -1,18 +1,22 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
 
+from green_pipeline.assets.monitoring import drift_metadata
 from green_pipeline.data import StreamSpec
+from green_pipeline.drift_sampling import DriftSettings
 from green_pipeline.evaluation import auc
-from green_pipeline.monitoring import MonitoringThresholds, assess_batch
+from green_pipeline.monitoring import MonitoringThresholds, assess_batch, reference_key
 from green_pipeline.policy import Strategy
 from green_pipeline.schema import FeatureSchema
-from green_pipeline.store import DeployedModel
+from green_pipeline.store import REFERENCE_FILE, DeployedModel, ModelStore
 
 if TYPE_CHECKING:
     from conftest import TrainedModel
@@ -142,3 +146,43 @@ def test_champion_auc_on_the_batch_is_the_auc_of_the_model_that_was_deployed(
     assessment, _ = assess_batch(stream_spec.batch_name(SAME_REGIME_DAY), frame, deployed_shifted_model, THRESHOLDS)
 
     assert assessment.champion_auc == pytest.approx(auc(shifted_model.result.booster, frame, schema))
+
+
+def test_reference_key_names_the_store_the_version_and_the_reference_checksum(
+    tmp_path: Path, shifted_model: TrainedModel, schema: FeatureSchema, make_clean_batch: Callable[[int], pd.DataFrame]
+) -> None:
+    store = ModelStore(str(tmp_path))
+    text = shifted_model.result.booster.model_to_string()
+    first = store.publish(text, schema, make_clean_batch(6), {})
+    second = store.publish(text, schema, make_clean_batch(7), {})
+
+    key = reference_key(store, first)
+
+    checksum = hashlib.sha256((tmp_path / "models" / "churn" / first / REFERENCE_FILE).read_bytes()).hexdigest()
+    assert key == f"{store.root}@{first}#{checksum}"
+    assert reference_key(store, second) != key
+
+
+def test_sampled_drift_is_described_in_the_report_metadata(
+    stream_spec: StreamSpec, make_clean_batch: Callable[[int], pd.DataFrame], deployed_shifted_model: DeployedModel
+) -> None:
+    settings = DriftSettings(sample_rows=1500, seed=5)
+    frame = make_clean_batch(SAME_REGIME_DAY)
+
+    assessment, _ = assess_batch(
+        stream_spec.batch_name(SAME_REGIME_DAY), frame, deployed_shifted_model, THRESHOLDS, settings, "v-test#1"
+    )
+    again, _ = assess_batch(
+        stream_spec.batch_name(SAME_REGIME_DAY), frame, deployed_shifted_model, THRESHOLDS, settings, "v-test#1"
+    )
+
+    metadata = drift_metadata(assessment)
+    assert metadata["drift_sampled"] is True
+    assert metadata["drift_rows_tested_current"] == metadata["drift_rows_tested_reference"] == 1500
+    assert metadata["current_rows"] == len(frame)
+    assert metadata["drift_sample_seed"] == 5 and metadata["drift_confidence"] == 0.99
+    assert 0 < metadata["drift_score_error_bound"] == max(c.error_bound for c in assessment.drift.columns)
+    assert metadata["drift_decision_certain"] is assessment.drift.decision_certain
+    assert metadata["drift_reference_profile"] == "computed"
+    assert drift_metadata(again)["drift_reference_profile"] == "cached"
+    assert "± bound" in metadata["top_drifted_columns"].value

@@ -8,7 +8,7 @@ import pytest
 
 from green_pipeline.data import CHANNELS, LABEL, PLANS, REGIONS
 from green_pipeline.errors import InvalidBatchError, InvalidConfigError
-from green_pipeline.schema import MAX_INFERRED_CATEGORIES, DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.schema import MAX_INFERRED_CATEGORIES, DatasetSpec, FeatureSchema, batch_columns, infer_schema
 from green_pipeline.validation import validate_batch
 
 NUMERIC = (
@@ -150,3 +150,9 @@ def test_numeric_coded_categories_survive_a_missing_value_in_a_later_batch() -> 
     clean, _ = validate_batch(later, schema, "batch-2.csv")
 
     assert schema.encode(clean)["store_id"].isna().tolist() == [False, False, True, False]
+
+
+def test_batch_columns_are_the_models_else_the_configured_ones_else_all(schema: FeatureSchema) -> None:
+    assert batch_columns(schema, DatasetSpec(label=LABEL)) == (*schema.features, LABEL)
+    assert batch_columns(None, DatasetSpec(label=LABEL, features=("age", "plan"))) == ("age", "plan", LABEL)
+    assert batch_columns(None, DatasetSpec(label=LABEL)) is None

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from green_pipeline.errors import StoreError, StoreIntegrityError
+from green_pipeline.errors import StoreConflictError, StoreError, StoreIntegrityError
 from green_pipeline.schema import FeatureSchema
 from green_pipeline.store import ModelStore
 
@@ -189,3 +189,22 @@ def test_stores_of_different_models_are_separate(
     assert upsell.versions() == []
     assert upsell.current_version() is None
     assert churn.current_version() == "v0001"
+
+
+def test_a_promotion_judged_against_a_champion_that_no_longer_serves_is_refused(
+    store: ModelStore, day0_model: TrainedModel, schema: FeatureSchema, reference: pd.DataFrame
+) -> None:
+    """Two runs judged their challengers against the same champion: the second to promote must not win blindly."""
+    text = day0_model.result.booster.model_to_string()
+    first, second, third = (store.publish(text, schema, reference, METADATA) for _ in range(3))
+    store.promote(first, replacing=None)
+    store.promote(second, replacing=first)
+
+    with pytest.raises(StoreConflictError, match=rf"{second} serves, not {first}, which {third} was judged against"):
+        store.promote(third, replacing=first)
+    with pytest.raises(StoreConflictError, match=rf"{second} serves, not nothing"):
+        store.promote(third, replacing=None)
+
+    assert store.current_version() == second
+    store.promote(third, replacing=second)
+    assert store.current_version() == third

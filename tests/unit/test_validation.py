@@ -9,7 +9,7 @@ import pytest
 from green_pipeline.data import LABEL
 from green_pipeline.errors import InvalidBatchError
 from green_pipeline.schema import FeatureSchema
-from green_pipeline.validation import validate_batch
+from green_pipeline.validation import compact_numbers, validate_batch
 
 SOURCE = "s3://bucket/data/batch-2026-01-02.parquet"
 SOURCE_RE = re.escape(SOURCE)
@@ -24,9 +24,15 @@ def test_a_clean_batch_passes_with_its_figures(batch: pd.DataFrame, schema: Feat
     assert report.columns == len(schema.features)
     assert report.positive_rate == pytest.approx(batch[LABEL].mean())
     assert report.warnings == ()
-    assert all(clean[column].dtype == np.float64 for column in schema.numeric)
     assert clean[LABEL].dtype == np.int64
-    assert clean["tenure_months"].tolist() == batch["tenure_months"].tolist()
+    for column in schema.numeric:
+        assert clean[column].tolist() == batch[column].tolist(), column
+    # Whole numbers fit float32 exactly; cents and tenths do not, so those columns stay float64.
+    assert {c for c in schema.numeric if clean[c].dtype == np.float32} == {"tenure_months", "support_calls", "age"}
+    assert all(clean[c].dtype == np.float64 for c in ("monthly_charges", "sessions_per_week", "data_usage_gb"))
+    assert all(isinstance(clean[c].dtype, pd.CategoricalDtype) for c in schema.categorical)
+    assert clean["plan"].tolist() == batch["plan"].tolist()
+    assert clean.memory_usage(deep=True).sum() < 0.5 * batch.memory_usage(deep=True).sum()
 
 
 def test_numeric_strings_from_a_csv_are_converted(batch: pd.DataFrame, schema: FeatureSchema) -> None:
@@ -35,7 +41,7 @@ def test_numeric_strings_from_a_csv_are_converted(batch: pd.DataFrame, schema: F
 
     clean, _ = validate_batch(batch, schema, SOURCE)
 
-    assert clean["age"].dtype == np.float64
+    assert clean["age"].tolist() == batch["age"].astype(float).tolist()
     assert clean[LABEL].isin([0, 1]).all()
 
 
@@ -125,3 +131,22 @@ def test_columns_are_returned_in_schema_order_with_a_fresh_index(batch: pd.DataF
 
     assert list(clean.columns) == [*schema.features, LABEL]
     assert list(clean.index) == list(range(len(shuffled)))
+
+
+@pytest.mark.parametrize(
+    ("values", "compact"),
+    [
+        ([0.0, 3.0, 120.0, np.nan], True),
+        ([0.5, 0.25, -2.0], True),
+        ([65.23, 10.5], False),
+        ([float(2**24 + 1), 1.0], False),
+        ([1e39, 1.0], False),
+    ],
+)
+def test_numbers_become_float32_only_when_every_value_survives(values: list[float], compact: bool) -> None:
+    column = pd.Series(values, dtype="float64")
+
+    result = compact_numbers(column)
+
+    assert (result.dtype == np.float32) is compact
+    np.testing.assert_array_equal(result.to_numpy("float64"), column.to_numpy())

@@ -1,0 +1,95 @@
+"""Energy budgets per run and per calendar month: measured spend against a limit, and whether it blocks retraining.
+
+A budget in ``warn`` mode only reports; in ``block`` mode an exhausted budget stops the next retraining before
+it starts (monitoring and scoring go on), which is where the energy is: a retrain with compression costs
+several times a monitoring pass. Only measured figures are summed; unmeasured steps are counted apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class BudgetSeverity(StrEnum):
+    """What an exceeded budget does: ``warn`` reports it, ``block`` also skips retraining."""
+
+    WARN = "warn"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True)
+class Budget:
+    limit_kwh: float
+    severity: BudgetSeverity
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """The two budgets the checks and the retraining step enforce (from the ``check_thresholds`` resource)."""
+
+    per_run: Budget
+    per_month: Budget
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """Spend of one scope (a run or a month) against its budget.
+
+    ``expected_kwh`` is a projection (the last measured retraining) added when deciding whether a retraining
+    would push a run over its budget; it is zero for a plain review of what was spent.
+    """
+
+    scope: str
+    spent_kwh: float
+    unmeasured_steps: int
+    budget: Budget
+    expected_kwh: float = 0.0
+
+    @property
+    def exceeded(self) -> bool:
+        return self.spent_kwh + self.expected_kwh > self.budget.limit_kwh
+
+    @property
+    def blocks_retraining(self) -> bool:
+        return self.exceeded and self.budget.severity is BudgetSeverity.BLOCK
+
+    def describe(self) -> str:
+        spent = f"{self.spent_kwh * 1e3:.4f} Wh measured"
+        if self.unmeasured_steps:
+            spent += f" (+{self.unmeasured_steps} unmeasured steps, not counted)"
+        if self.expected_kwh:
+            spent += f" + {self.expected_kwh * 1e3:.4f} Wh expected for retraining (last measured retraining)"
+        verdict = "over" if self.exceeded else "within"
+        return (
+            f"{self.scope}: {spent}, {verdict} the budget of {self.budget.limit_kwh * 1e3:.4f} Wh "
+            f"({self.budget.severity.value})"
+        )
+
+
+def month_of(moment: datetime) -> datetime:
+    """Start of the UTC calendar month holding ``moment``: budgets follow UTC months on every machine."""
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def spend_status(
+    scope: str, energies: Iterable[float | None], budget: Budget, expected_kwh: float = 0.0
+) -> BudgetStatus:
+    """Sum the measured energies of a scope (None: an unmeasured step) and compare with its budget."""
+    values = list(energies)
+    return BudgetStatus(
+        scope=scope,
+        spent_kwh=sum(v for v in values if v is not None),
+        unmeasured_steps=sum(v is None for v in values),
+        budget=budget,
+        expected_kwh=expected_kwh,
+    )
+
+
+def retraining_block(statuses: Iterable[BudgetStatus]) -> str | None:
+    """Why retraining must not start (every blocking budget that is exhausted), or None when it may."""
+    reasons = [status.describe() for status in statuses if status.blocks_retraining]
+    return "; ".join(reasons) if reasons else None
