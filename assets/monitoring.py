@@ -26,7 +26,7 @@ def drift_report(
     """Evidently data drift of the batch vs the data the serving model was trained on, and the decision."""
     store = model_store.store()
     champion = store.load_current()
-    key = reference_key(store, champion.version) if champion else None
+    key = reference_key(store, champion) if champion else None
     assessment, html = assess_batch(
         context.partition_key, validated_batch, champion, policy.thresholds(), policy.drift_settings(), key
     )

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
 
-from green_pipeline import files
 from green_pipeline.drift import DriftResult, detect_drift, no_reference
 from green_pipeline.drift_sampling import DriftSettings
 from green_pipeline.evaluation import auc
 from green_pipeline.policy import QualityDrop, StrategyRules, decide_retraining
 from green_pipeline.records import DriftAssessment
-from green_pipeline.store import MANIFEST_FILE, REFERENCE_FILE, DeployedModel, ModelStore
+from green_pipeline.store import DeployedModel, ModelStore
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,6 @@ def assess_batch(
     return assessment, html
 
 
-def reference_key(store: ModelStore, version: str) -> str:
-    """The store, the version and the sha256 of its reference file (from the version's manifest, a small read)."""
-    manifest = json.loads(files.read_bytes(files.join(store.root, version, MANIFEST_FILE), store.storage_options))
-    return f"{store.root}@{version}#{manifest['sha256'][REFERENCE_FILE]}"
+def reference_key(store: ModelStore, champion: DeployedModel) -> str:
+    """The store, the version and the sha256 of its reference file (verified when the champion was loaded)."""
+    return f"{store.root}@{champion.version}#{champion.reference_sha256}"

@@ -52,6 +52,8 @@ class DeployedModel:
     reference: pd.DataFrame
     metadata: dict[str, Any]
     extra_files: dict[str, bytes]
+    #: From the verified manifest; identifies the reference across loads (None for a model built outside a store).
+    reference_sha256: str | None = None
 
 
 def schema_to_dict(schema: FeatureSchema) -> dict[str, Any]:
@@ -151,7 +153,8 @@ class ModelStore:
         version = version or self.current_version()
         if version is None:
             raise StoreError(f"no model is deployed in {self.root}: run the pipeline once to train the first one.")
-        payloads = self._verified_files(version)
+        expected = self._manifest(version)
+        payloads = self._verified_files(version, expected=expected)
         metadata = json.loads(payloads[METADATA_FILE])
         model_text = payloads[MODEL_FILE].decode()
         own = {MODEL_FILE, REFERENCE_FILE, METADATA_FILE}
@@ -163,6 +166,7 @@ class ModelStore:
             reference=pd.read_parquet(io.BytesIO(payloads[REFERENCE_FILE])),
             metadata=metadata,
             extra_files={name: payload for name, payload in payloads.items() if name not in own},
+            reference_sha256=expected[REFERENCE_FILE],
         )
 
     def load_current(self) -> DeployedModel | None:
@@ -176,13 +180,19 @@ class ModelStore:
         version = self.current_version()
         return None if version is None else schema_from_dict(self.metadata(version)["schema"])
 
-    def _verified_files(self, version: str, only: tuple[str, ...] | None = None) -> dict[str, bytes]:
+    def _manifest(self, version: str) -> dict[str, str]:
+        """The sha256 of each file of a complete version, by file name."""
         if not VERSION_PATTERN.match(version):
             raise StoreError(f"{version!r} is not a version name (expected e.g. v0001).")
         manifest_url = self._path(version, MANIFEST_FILE)
         if not files.exists(manifest_url, self.storage_options):
             raise StoreError(f"version {version} of {self.root} does not exist or was never completed.")
-        expected = json.loads(files.read_bytes(manifest_url, self.storage_options))["sha256"]
+        return json.loads(files.read_bytes(manifest_url, self.storage_options))["sha256"]
+
+    def _verified_files(
+        self, version: str, only: tuple[str, ...] | None = None, expected: dict[str, str] | None = None
+    ) -> dict[str, bytes]:
+        expected = expected or self._manifest(version)
         payloads = {}
         for name in only or tuple(expected):
             payload = files.read_bytes(self._path(version, name), self.storage_options)

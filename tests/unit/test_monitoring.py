@@ -156,11 +156,11 @@ def test_reference_key_names_the_store_the_version_and_the_reference_checksum(
     first = store.publish(text, schema, make_clean_batch(6), {})
     second = store.publish(text, schema, make_clean_batch(7), {})
 
-    key = reference_key(store, first)
+    key = reference_key(store, store.load(first))
 
     checksum = hashlib.sha256((tmp_path / "models" / "churn" / first / REFERENCE_FILE).read_bytes()).hexdigest()
     assert key == f"{store.root}@{first}#{checksum}"
-    assert reference_key(store, second) != key
+    assert reference_key(store, store.load(second)) != key
 
 
 def test_sampled_drift_is_described_in_the_report_metadata(
