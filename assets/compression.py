@@ -1,6 +1,5 @@
 """Deployment group, first half: the compressed model, the cheapest measured candidate within the AUC budget."""
 
-import base64
 import dataclasses
 from typing import Any
 
@@ -81,7 +80,6 @@ def _record(retrained: CandidateModel, outcome: CompressionOutcome, test_auc: fl
     chosen, baseline = outcome.chosen, outcome.baseline
     assert chosen.holdout_auc is not None and baseline.holdout_auc is not None
     retrained_here = chosen.name.split("+")[0] in RETRAINED_CANDIDATES
-    artifact = chosen.artifact
     return CompressedModel(
         model=dataclasses.replace(
             retrained,
@@ -97,9 +95,6 @@ def _record(retrained: CandidateModel, outcome: CompressionOutcome, test_auc: fl
         size_bytes_before=baseline.size_bytes,
         size_bytes_after=chosen.size_bytes,
         engine=chosen.engine,
-        engine_file=artifact.file_name if artifact else None,
-        engine_artifact_b64=base64.b64encode(artifact.payload).decode("ascii") if artifact else None,
-        engine_target=artifact.target if artifact else None,
         energy_per_1k_predictions_kwh=outcome.cost_per_1k(chosen) if outcome.cost_basis == ENERGY_BASIS else None,
         energy_per_1k_predictions_kwh_before=(
             outcome.cost_per_1k(baseline) if outcome.cost_basis == ENERGY_BASIS else None
@@ -135,6 +130,4 @@ def _metadata(outcome: CompressionOutcome, compressed: CompressedModel, test_auc
         metadata["energy_per_1k_predictions_kwh"] = compressed.energy_per_1k_predictions_kwh
         metadata["energy_per_1k_predictions_kwh_before"] = compressed.energy_per_1k_predictions_kwh_before
         metadata["energy_per_1k_ratio"] = outcome.cost_ratio
-    if outcome.chosen.artifact is not None:
-        metadata["engine_file_bytes"] = len(outcome.chosen.artifact.payload)
     return metadata

@@ -1,4 +1,4 @@
-"""Deployment group, second half: publish the compressed model to the store, promote it if it is not worse."""
+"""Deployment group, second half: publish the compressed model to the store, promote it if it passes the gate."""
 
 import pandas as pd
 from dagster import AssetExecutionContext, Output
@@ -9,8 +9,14 @@ from green_pipeline.ledger import run_entries
 from green_pipeline.mlflow_logging import log_run, release_record
 from green_pipeline.policy import decide_promotion
 from green_pipeline.records import ChampionComparison, CompressedModel, Deployment
-from green_pipeline.release import energy_kpis, engine_files, release_metadata
-from green_pipeline.resources import DatasetResource, MlflowTracking, ModelStoreResource, RetrainPolicy
+from green_pipeline.release import energy_kpis, release_metadata
+from green_pipeline.resources import (
+    CheckThresholds,
+    DatasetResource,
+    MlflowTracking,
+    ModelStoreResource,
+    RetrainPolicy,
+)
 
 #: The steps whose energy produced a version: its quality_per_kwh divides the AUC gain by their sum.
 ENERGY_ATTRIBUTED_ASSETS = ("retrained_model", "compressed_model")
@@ -24,14 +30,19 @@ def deployed_model(
     model_evaluation: ChampionComparison,
     model_store: ModelStoreResource,
     policy: RetrainPolicy,
+    check_thresholds: CheckThresholds,
     dataset: DatasetResource,
     mlflow_tracking: MlflowTracking,
 ) -> Output[Deployment]:
-    """A new version in the store, with its energy KPIs; ``current`` moves to it only if it is not worse."""
+    """A new version in the store, with its energy KPIs; ``current`` moves to it only if it reaches the quality floor
+    and is not worse than the champion. A rejected version stays published and the run succeeds."""
     tracking = mlflow_tracking.settings()
     store = model_store.store()
     decision = decide_promotion(
-        model_evaluation.champion_auc, compressed_model.test_auc, policy.promotion_tolerance_auc
+        model_evaluation.champion_auc,
+        compressed_model.test_auc,
+        policy.promotion_tolerance_auc,
+        check_thresholds.quality_floor_auc,
     )
     candidate = compressed_model.model
     energy = {
@@ -43,9 +54,7 @@ def deployed_model(
     metadata = release_metadata(
         compressed_model, model_evaluation, decision, energy, kpis, dataset.data_url, context.run.run_id
     )
-    version = store.publish(
-        candidate.model_text, candidate.schema, validated_batch, metadata, engine_files(compressed_model)
-    )
+    version = store.publish(candidate.model_text, candidate.schema, validated_batch, metadata)
     if decision.promote:
         # Judged against this champion: if another run promoted meanwhile, StoreConflictError, nothing overwritten.
         store.promote(version, replacing=model_evaluation.champion_version)
@@ -65,6 +74,7 @@ def deployed_model(
         metadata={
             "version": version,
             "promoted": decision.promote,
+            "decision": decision.outcome,
             "reason": decision.reason,
             "serving_version": deployment.serving_version or "none",
             "test_auc": compressed_model.test_auc,

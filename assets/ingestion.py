@@ -17,7 +17,7 @@ def ingested_batch(
     context: AssetExecutionContext, dataset: DatasetResource, model_store: ModelStoreResource
 ) -> Output[pd.DataFrame]:
     """The batch file of this partition, reduced on read to the serving model's (or the configured) columns."""
-    source = files.join(dataset.data_url, context.partition_key)
+    source = _source(dataset, context.partition_key)
     batch = load_batch(
         dataset.data_url,
         context.partition_key,
@@ -51,7 +51,7 @@ def validated_batch(
     model_store: ModelStoreResource,
 ) -> Output[pd.DataFrame]:
     """The batch checked against the serving model's schema (or the dataset config for the first model)."""
-    source = files.join(dataset.data_url, context.partition_key)
+    source = _source(dataset, context.partition_key)
     schema = model_store.store().current_schema() or infer_schema(ingested_batch, dataset.spec(), source)
     clean, report = validate_batch(ingested_batch, schema, source)
     for warning in report.warnings:
@@ -66,3 +66,8 @@ def validated_batch(
             "warnings": MetadataValue.json(list(report.warnings)),
         },
     )
+
+
+def _source(dataset: DatasetResource, partition_key: str) -> str:
+    """The batch file's URL, the key checked before it is joined to the data URL."""
+    return files.join(dataset.data_url, files.validate_batch_key(partition_key))

@@ -1,18 +1,16 @@
-"""Jobs over the batch-partitioned assets, and the engine (Dagster executor) the batch jobs run on.
+"""Jobs over the batch-partitioned assets, and the executor they run on.
 
-The engine is named by ``GREEN_PIPELINE_EXECUTOR`` (``in_process``, the default: every step in the run's
-process, no forks; ``dask``; ``k8s``; see docs/DISTRIBUTED.md), read once when the definitions load. One
-variable rather than ``*_dask``/``*_k8s`` copies of each job because the schedules, sensors, run-queue tag
-limits, the runner and the ledger all find runs by job name: with one name per job they work unchanged on
-every engine. Every process that loads this code (code server, daemon, run worker, Dask workers, step pods)
-must see the same value, since each rebuilds the job and checks the run's config against it. ``batch_jobs``
-builds the jobs for any executor, so a runner or a test can pick an engine explicitly (``definitions.engine_job``).
+Runs go in process by default, from the CLI and from the UI alike: a fresh process per step costs seconds and
+energy (Dagster's import and the power model in each). ``GREEN_PIPELINE_EXECUTOR`` names another of Dagster's own
+executors, read once when the definitions load: ``multiprocess`` where isolation is wanted, ``k8s``
+(``dagster_k8s.k8s_job_executor``, the ``k8s`` extra) where more machines are; see docs/DISTRIBUTED.md. Every
+process that loads this code (code server, daemon, run worker, step pods) must see the same value. Job names stay
+the same on every executor, so schedules, sensors, the run queue's lane, the runner and the ledger work unchanged.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from dagster import (
     AssetSelection,
@@ -22,12 +20,13 @@ from dagster import (
     RetryPolicy,
     define_asset_job,
     in_process_executor,
+    multiprocess_executor,
 )
 
-from green_pipeline.assets.engines import EXECUTOR_ENV, engine_executor
+from green_pipeline.errors import InvalidConfigError
 
-if TYPE_CHECKING:
-    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+EXECUTOR_ENV = "GREEN_PIPELINE_EXECUTOR"
+EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 #: Runs sharing this tag value are serialized by the queued run coordinator (see dagster.yaml), because
 #: each batch is judged against the model the previous batch deployed.
@@ -41,10 +40,8 @@ MONITORING_ASSETS = AssetSelection.assets("ingested_batch", "validated_batch", "
 RETRAINING_ASSETS = AssetSelection.assets("retrained_model", "model_evaluation", "compressed_model", "deployed_model")
 
 
-def batch_jobs(
-    executor_def: ExecutorDefinition,
-) -> tuple[UnresolvedAssetJobDefinition, UnresolvedAssetJobDefinition, UnresolvedAssetJobDefinition]:
-    """The pipeline, monitoring and retraining jobs on ``executor_def``; the same names on every engine."""
+def batch_jobs(executor_def: ExecutorDefinition):  # type: ignore[no-untyped-def]  # its type is not public
+    """The pipeline, monitoring and retraining jobs on ``executor_def``; the same names on every executor."""
     pipeline = define_asset_job(
         "green_pipeline_job",
         selection=MONITORING_ASSETS | RETRAINING_ASSETS,
@@ -72,9 +69,26 @@ def batch_jobs(
     return pipeline, monitoring, retraining
 
 
-#: The engine this process loaded the batch jobs on.
-SELECTED_ENGINE = os.environ.get(EXECUTOR_ENV, "in_process")
-green_pipeline_job, monitoring_job, retraining_job = batch_jobs(engine_executor(SELECTED_ENGINE))
+def selected_executor(name: str) -> ExecutorDefinition:
+    """Dagster's executor called ``name``, or an error naming the setting (and the extra k8s needs)."""
+    if name == "in_process":
+        return in_process_executor
+    if name == "multiprocess":
+        return multiprocess_executor
+    if name != "k8s":
+        raise InvalidConfigError(f"{EXECUTOR_ENV}={name!r} is not one of {', '.join(EXECUTORS)}.")
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError as exc:
+        raise InvalidConfigError(
+            f"{EXECUTOR_ENV}=k8s: {exc.name} is not installed; pip install 'green-pipeline[k8s]'."
+        ) from exc
+    return k8s_job_executor
+
+
+green_pipeline_job, monitoring_job, retraining_job = batch_jobs(
+    selected_executor(os.environ.get(EXECUTOR_ENV, "in_process"))
+)
 
 # Reading the event log is light work: it stays in process whatever the engine.
 energy_ledger_job = define_asset_job(

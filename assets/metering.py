@@ -1,8 +1,9 @@
 """``metered_asset``: the only way this project declares an asset, so none can skip energy measurement.
 
-It meters the body (``green_pipeline.energy``: codecarbon's power model applied to the step's own CPU time and
-memory) and merges the figures into the metadata of every output. A body may return a value or an
-``Output``, or yield nothing to skip its materialization.
+It meters the body (``green_pipeline.energy``: the step's share of the RAPL counters where they can be read, else
+codecarbon's power model applied to its own CPU time and memory; ``energy_status`` says which) and merges the
+figures into the metadata of every output, ``energy_kwh`` for machines next to ``energy_mwh`` for people.
+A body may return a value or an ``Output``, or yield nothing to skip its materialization.
 A ``GreenPipelineError`` (bad input, integrity, config) would fail the same way again, so it becomes a
 ``Failure`` that the jobs' ``RetryPolicy`` does not retry; anything else (e.g. S3 unreachable) is retried.
 """
@@ -12,11 +13,10 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dagster import AssetsDefinition, Failure, Output, asset
+from dagster import AssetsDefinition, Output, asset
 
 from green_pipeline.energy import measure_energy
-from green_pipeline.errors import GreenPipelineError
-from green_pipeline.resources import EnergyResource
+from green_pipeline.resources import EnergyResource, refusals_not_retried
 
 ENERGY_RESOURCE_PARAM = "energy"
 
@@ -31,11 +31,8 @@ def metered_asset(**asset_kwargs: Any) -> Callable[[Callable[..., Any]], AssetsD
             energy: EnergyResource = (
                 kwargs[ENERGY_RESOURCE_PARAM] if body_wants_energy else kwargs.pop(ENERGY_RESOURCE_PARAM)
             )
-            try:
-                with measure_energy(energy.settings()) as measurement:
-                    outputs = list(_outputs_of(body(*args, **kwargs)))
-            except GreenPipelineError as exc:
-                raise _no_retry(exc) from exc
+            with refusals_not_retried(), measure_energy(energy.settings()) as measurement:
+                outputs = list(_outputs_of(body(*args, **kwargs)))
             assert measurement.report is not None
             energy_metadata = measurement.report.as_metadata()
             for output in outputs:
@@ -63,8 +60,3 @@ def _outputs_of(result: Any) -> Iterator[Output[Any]]:
         yield result
     else:
         yield Output(result)
-
-
-def _no_retry(exc: GreenPipelineError) -> Failure:
-    """The message as it was, prefixed by the error's class so the UI still says what kind of refusal it is."""
-    return Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False)

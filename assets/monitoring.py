@@ -5,6 +5,7 @@ import dataclasses
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output
 
+from green_pipeline import files
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.drift import DriftResult
@@ -25,13 +26,15 @@ def drift_report(
 ) -> Output[DriftAssessment]:
     """Evidently data drift of the batch vs the data the serving model was trained on, and the decision."""
     store = model_store.store()
-    champion = store.load_current()
+    # This run's champion from here on: every later step loads the version recorded in this report.
+    serving = store.current_version()
+    champion = model_store.champion(serving) if serving else None
     key = reference_key(store, champion) if champion else None
     assessment, html = assess_batch(
         context.partition_key, validated_batch, champion, policy.thresholds(), policy.drift_settings(), key
     )
     if html is not None:
-        report_url = artifacts.url("reports", "drift_report", f"{context.partition_key}.html")
+        report_url = artifacts.url("reports", "drift_report", f"{files.validate_batch_key(context.partition_key)}.html")
         artifacts.write(report_url, html.encode())
         assessment = dataclasses.replace(assessment, report_url=report_url)
     return Output(assessment, metadata=drift_metadata(assessment))

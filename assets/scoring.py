@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.energy import measure_energy
+from green_pipeline.energy import EnergyStatus, measure_energy
 from green_pipeline.records import DriftAssessment
 from green_pipeline.resources import ArtifactStorage, EnergyResource, ModelStoreResource
 from green_pipeline.scoring import score_batch, serving_predictor
@@ -31,25 +31,26 @@ def predictions(
     """Scores (row hash, score) of the batch; rows already scored by the same model version come from the cache.
 
     Skipped for a batch that arrived before any model was deployed: there was nothing serving to score it.
+    A compiled engine is built here from the verified text, never read from the store; this step pays its build.
     """
     version = drift_report.champion_version
     if version is None:
         context.log.info("Scoring skipped: no model was serving when this batch arrived.")
         return
-    model = model_store.store().load(version)
+    model = model_store.champion(version)
     cache_url = artifacts.url("prediction_cache", model_store.model_name, f"{version}.parquet")
     cached = artifacts.read(cache_url)
-    predict, engine_name = serving_predictor(model)
+    serving = serving_predictor(model, energy.settings())
     with measure_energy(energy.settings()) as scoring:
         result = score_batch(
-            predict, model.schema, validated_batch, pd.read_parquet(io.BytesIO(cached)) if cached else None
+            serving.predict, model.schema, validated_batch, pd.read_parquet(io.BytesIO(cached)) if cached else None
         )
     buffer = io.BytesIO()
     result.cache.to_parquet(buffer, index=False)
     artifacts.write(cache_url, buffer.getvalue())
     metadata: dict[str, object] = {
         "model_version": version,
-        "engine": engine_name,
+        **serving.as_metadata(),
         "rows_scored": result.rows,
         "rows_computed": result.rows_computed,
         "cache_hits": result.cache_hits,
@@ -59,5 +60,5 @@ def predictions(
     if scoring.report and scoring.report.energy_kwh is not None and result.rows:
         metadata["energy_per_1k_predictions_kwh"] = scoring.report.energy_kwh / result.rows * 1000
     else:
-        metadata["energy_per_1k_predictions"] = "unmeasured"
+        metadata["energy_per_1k_predictions"] = EnergyStatus.UNMEASURED.value
     yield Output(result.predictions, metadata=metadata)

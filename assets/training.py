@@ -63,7 +63,7 @@ def retrained_model(
         return
     tracking = mlflow_tracking.settings()  # raises before any training if MLflow is configured but not installed
     started = datetime.now(UTC)  # the intensity the run actually met, for runs the drift sensor timed
-    champion = model_store.store().load(drift_report.champion_version) if drift_report.champion_version else None
+    champion = model_store.champion(drift_report.champion_version) if drift_report.champion_version else None
     # The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
     schema = champion.schema if champion else infer_schema(validated_batch, dataset.spec(), context.partition_key)
     split = split_batch(validated_batch, schema.label, context.partition_key, context.partition_key)
@@ -115,7 +115,7 @@ def model_evaluation(
     """Challenger and champion AUC on the same held-out rows of the new batch."""
     schema = retrained_model.schema
     split = split_batch(validated_batch, schema.label, retrained_model.batch, retrained_model.batch)
-    champion = model_store.store().load(retrained_model.parent_version) if retrained_model.parent_version else None
+    champion = model_store.champion(retrained_model.parent_version) if retrained_model.parent_version else None
     comparison = ChampionComparison(
         challenger_auc=auc(retrained_model.booster(), split.test, schema),
         champion_auc=auc(champion.booster, split.test, champion.schema) if champion else None,

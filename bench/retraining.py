@@ -113,7 +113,6 @@ def make_event(
         schema=schema,
         reference=previous,
         metadata={"metrics": {"test_auc": deployed_auc}},
-        extra_files={},
     )
     drift, _ = detect_drift(new, previous, schema, DRIFT_SHARE)
     quality = QualityDrop(deployed_auc, auc(champion.booster, new, schema), QUALITY_DROP)

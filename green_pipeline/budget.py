@@ -1,8 +1,9 @@
-"""Energy budgets per run and per calendar month: measured spend against a limit, and whether it blocks retraining.
+"""Energy budgets per run and per calendar month: spend against a limit, and whether it blocks retraining.
 
 A budget in ``warn`` mode only reports; in ``block`` mode an exhausted budget stops the next retraining before
 it starts (monitoring and scoring go on), which is where the energy is: a retrain with compression costs
-several times a monitoring pass. Only measured figures are summed; unmeasured steps are counted apart.
+several times a monitoring pass. Every figure is summed, measured or estimated (``energy.EnergyStatus``): only
+unmeasured steps, which have none, are counted apart.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class BudgetSettings:
 class BudgetStatus:
     """Spend of one scope (a run or a month) against its budget.
 
-    ``expected_kwh`` is a projection (the last measured retraining) added when deciding whether a retraining
+    ``expected_kwh`` is a projection (the last retraining's energy) added when deciding whether a retraining
     would push a run over its budget; it is zero for a plain review of what was spent.
     """
 
@@ -57,11 +58,11 @@ class BudgetStatus:
         return self.exceeded and self.budget.severity is BudgetSeverity.BLOCK
 
     def describe(self) -> str:
-        spent = f"{self.spent_kwh * 1e3:.4f} Wh measured"
+        spent = f"{self.spent_kwh * 1e3:.4f} Wh spent"
         if self.unmeasured_steps:
             spent += f" (+{self.unmeasured_steps} unmeasured steps, not counted)"
         if self.expected_kwh:
-            spent += f" + {self.expected_kwh * 1e3:.4f} Wh expected for retraining (last measured retraining)"
+            spent += f" + {self.expected_kwh * 1e3:.4f} Wh expected for retraining (the last retraining's energy)"
         verdict = "over" if self.exceeded else "within"
         return (
             f"{self.scope}: {spent}, {verdict} the budget of {self.budget.limit_kwh * 1e3:.4f} Wh "
@@ -78,7 +79,7 @@ def month_of(moment: datetime) -> datetime:
 def spend_status(
     scope: str, energies: Iterable[float | None], budget: Budget, expected_kwh: float = 0.0
 ) -> BudgetStatus:
-    """Sum the measured energies of a scope (None: an unmeasured step) and compare with its budget."""
+    """Sum the energies of a scope, measured or estimated (None: an unmeasured step), and compare with its budget."""
     values = list(energies)
     return BudgetStatus(
         scope=scope,

@@ -21,6 +21,7 @@ from green_pipeline.carbon_intensity import (
     intensity_at,
     utc,
 )
+from green_pipeline.energy import EnergyStatus, complete_sum
 
 TAG_PREFIX = "green_pipeline/carbon_"
 DECISION_TAG = f"{TAG_PREFIX}decision"
@@ -31,7 +32,6 @@ EXPECTED_TAG = f"{TAG_PREFIX}expected_g_per_kwh"
 REQUEST_TAG = f"{TAG_PREFIX}request_g_per_kwh"
 REPORT_TAG = f"{TAG_PREFIX}report_g_per_kwh"
 UNAVAILABLE = "unavailable"
-UNMEASURED = "unmeasured"
 
 #: Decisions: waits for a cleaner window / the window is now / urgent / the provider failed, so no wait.
 DEFERRED, CLEANEST_NOW, URGENT, PROVIDER_FAILED = "deferred", "cleanest_now", "urgent", "provider_failed"
@@ -142,9 +142,8 @@ def current_intensity(provider: IntensityProvider, zone: str, now: datetime) -> 
 
 
 def measured_total(energies: Iterable[float | None]) -> float | None:
-    """The sum, or None as soon as one part was not measured (a partial sum would understate)."""
-    values = list(energies)
-    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+    """The retraining's energy, measured or estimated; None as soon as one attempt has no figure."""
+    return complete_sum(energies)
 
 
 def deferral_metadata(
@@ -155,8 +154,8 @@ def deferral_metadata(
 ) -> dict[str, float | str]:
     """What the retraining step records about its carbon timing; empty for runs the drift sensor did not tag.
 
-    ``co2_avoided_g`` is the step's measured energy times (intensity at the report's time - intensity at
-    the run's start): what waiting saved against retraining at once. It is "unmeasured" without energy.
+    ``co2_avoided_g`` is the step's energy (measured or estimated) times (intensity at the report's time -
+    intensity at the run's start): what waiting saved against retraining at once. It is "unmeasured" without energy.
     """
     decision = tags.get(DECISION_TAG)
     if decision is None:
@@ -180,8 +179,9 @@ def deferral_metadata(
         metadata["carbon_actual_unavailable_reason"] = str(exc)
     report = metadata.get("carbon_report_g_per_kwh")
     if isinstance(report, float) and actual is not None:
-        metadata["co2_avoided_g"] = energy_kwh * (report - actual) if energy_kwh is not None else UNMEASURED
-        energy = UNMEASURED if energy_kwh is None else f"{energy_kwh:.6g} kWh"
+        unmeasured = EnergyStatus.UNMEASURED.value
+        metadata["co2_avoided_g"] = energy_kwh * (report - actual) if energy_kwh is not None else unmeasured
+        energy = unmeasured if energy_kwh is None else f"{energy_kwh:.6g} kWh"
         metadata["co2_avoided_basis"] = (
             f"retraining energy {energy} x (intensity at the report's time {report:g} - at the run's start "
             f"{actual:g} g/kWh)"

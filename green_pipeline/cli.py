@@ -7,22 +7,22 @@ shows the same runs and energy metadata.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import sys
 import tempfile
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from dagster import DagsterInstance, PreviewWarning
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster import DagsterInstance
 
 from green_pipeline.assets.jobs import energy_ledger_job
 from green_pipeline.data import StreamSpec, list_batches, write_stream
-from green_pipeline.errors import GreenPipelineError
+from green_pipeline.errors import GreenPipelineError, StorageAccessError
 from green_pipeline.ledger import all_entries, batch_kpis, entries_of, materializations, totals
 from green_pipeline.regions import PROVIDERS, advice_table, measured_energy_kwh, region_advice
 from green_pipeline.report import (
@@ -37,13 +37,14 @@ from green_pipeline.report import (
     totals_row,
     version_summary,
 )
-from green_pipeline.resources import DEFAULT_ROOT
+from green_pipeline.resources import DEFAULT_ROOT, ObjectStorage
 from green_pipeline.runner import (
     BatchOutcome,
     load_config_file,
     process_batches,
     processed_batches,
     run_config,
+    storage_resources,
 )
 from green_pipeline.store import ModelStore
 
@@ -90,13 +91,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for part in ("data", "store", "artifacts"):
         shutil.rmtree(root / part, ignore_errors=True)
     names = write_stream(spec, str(root / "data"))
+    energy = {"energy": {"country_iso_code": "FRA"}}  # the demo's grid, said below; unset: the world average
     print(
         f"Generated {len(names)} daily batches of {spec.rows_per_day} rows in {root / 'data'} "
         f"(covariate shift from day {spec.covariate_shift_day}, concept drift from day {spec.concept_drift_day}).\n"
+        "CO2 is priced at France's grid (energy.country_iso_code: FRA).\n"
     )
     instance = persistent_instance()
     print("Drift-gated pipeline (Dagster instance in $DAGSTER_HOME):")
-    gated = _print_outcomes(instance, names, run_config({}))
+    gated = _print_outcomes(instance, names, run_config(energy))
     print(totals_row("drift-gated", gated), "\n")
     if len(gated) != len(names):
         return 1
@@ -108,22 +111,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "model_store": {"store_url": f"{scratch}/store"},
                 "artifacts": {"base_url": f"{scratch}/artifacts"},
                 "policy": {"always_retrain": True},
+                **energy,
             }
         )
         baseline = _print_outcomes(baseline_instance, names, config)
     print(totals_row("always-retrain", baseline), "\n")
     print(_comparison(gated, baseline), "\n")
-    _refresh_ledger(instance)
+    _refresh_ledger(instance, run_config(energy))
     print(ledger_table("Energy ledger of this instance, per asset:", totals(all_entries(instance), by="asset")))
     return 0 if len(baseline) == len(names) else 1
 
 
-def _refresh_ledger(instance: DagsterInstance) -> None:
+def _refresh_ledger(instance: DagsterInstance, config: dict | None = None) -> None:
     """Materialize the energy_ledger asset so the UI shows the chart and totals of what just ran."""
     from green_pipeline.definitions import defs
 
     result = defs.resolve_job_def(energy_ledger_job.name).execute_in_process(
-        instance=instance, run_config=QUIET_CONSOLE
+        instance=instance, run_config={**(config or {}), **QUIET_CONSOLE}
     )
     ledger = result.asset_materializations_for_node("energy_ledger")[0].metadata
     avoided = ledger["avoided_energy_kwh"].value * 1e3
@@ -143,20 +147,24 @@ def _comparison(gated: Sequence[BatchOutcome], baseline: Sequence[BatchOutcome])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = load_config_file(args.config) if args.config else {}
+    settings = _settings(args)
     settings.setdefault("dataset", {}).update({"data_url": args.data, "label": args.label})
     settings.setdefault("model_store", {})["store_url"] = args.store
     if args.artifacts:
         settings.setdefault("artifacts", {})["base_url"] = args.artifacts
+    storage, _ = storage_resources(settings, args.config or "the command line")
+    with _reaching(args.data, storage, args.config):
+        batches = list_batches(args.data, storage.options_for(args.data))
     instance = persistent_instance()
     done = processed_batches(instance)
-    pending = [name for name in list_batches(args.data) if name not in done]
+    pending = [name for name in batches if name not in done]
     if not pending:
         print(f"every batch under {args.data} is already processed")
         return 0
-    outcomes = _print_outcomes(instance, pending, run_config(settings))
+    config = run_config(settings)
+    outcomes = _print_outcomes(instance, pending, config)
     print(totals_row("total", outcomes))
-    _refresh_ledger(instance)
+    _refresh_ledger(instance, config)
     return 0 if len(outcomes) == len(pending) and outcomes[-1].success else 1
 
 
@@ -187,14 +195,41 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace) -> ModelStore:
-    return ModelStore(args.store, args.model_name)
+def _settings(args: argparse.Namespace) -> dict[str, dict]:
+    return load_config_file(args.config) if args.config else {}
+
+
+def _store(args: argparse.Namespace) -> tuple[ModelStore, ObjectStorage]:
+    """The model store the runs of ``--config`` use, ``--store`` and ``--model-name`` overriding its section."""
+    settings = _settings(args)
+    flags = {"store_url": args.store, "model_name": args.model_name}
+    settings.setdefault("model_store", {}).update({k: v for k, v in flags.items() if v is not None})
+    storage, model_store = storage_resources(settings, args.config or "the command line")
+    return model_store.store(), storage
+
+
+@contextlib.contextmanager
+def _reaching(url: str, storage: ObjectStorage, config: str | None) -> Iterator[None]:
+    """A failure to reach ``url`` as one line naming it, the endpoint and the settings that decide both."""
+    try:
+        yield
+    except (BotoCoreError, ClientError, OSError) as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if not url.startswith(("s3://", "s3a://")):
+            raise StorageAccessError(f"{url}: {reason}") from exc
+        endpoint = storage.endpoint_url or "the AWS_ENDPOINT_URL variable, else AWS"
+        section = f"the object_storage section of {config}" if config else "a --config file's object_storage section"
+        raise StorageAccessError(
+            f"{url}: cannot be accessed through {endpoint} ({reason}). Set endpoint_url, access_key_id and "
+            f"secret_access_key in {section}, or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+        ) from exc
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    store = _store(args)
-    serving = store.current_version()
-    rows = [version_summary(store.metadata(v), serving) for v in store.versions()]
+    store, storage = _store(args)
+    with _reaching(store.url, storage, args.config):
+        serving = store.current_version()
+        rows = [version_summary(store.metadata(v), serving) for v in store.versions()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -208,9 +243,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    store = _store(args)
-    previous = store.current_version()
-    store.promote(args.version)
+    store, storage = _store(args)
+    with _reaching(store.url, storage, args.config):
+        previous = store.current_version()
+        store.promote(args.version)
     print(f"{store.root}: current {previous or 'none'} -> {args.version} (checksums verified)")
     return 0
 
@@ -301,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("version", help="a version name such as v0003")
         else:
             command.add_argument("--json", action="store_true")
-        command.add_argument("--store", default=f"{DEFAULT_ROOT}/store", help="model store URL")
-        command.add_argument("--model-name", default="churn")
+        command.add_argument("--store", help="model store URL (default: model_store.store_url of --config)")
+        command.add_argument("--model-name", help="model name (default: model_store.model_name of --config)")
+        command.add_argument("--config", help="the runs' YAML/JSON file: its object_storage and model_store are used")
         command.set_defaults(handler=handler)
     regions = commands.add_parser("regions", help="cloud regions by carbon intensity, with the ledger's emissions")
     regions.add_argument("--provider", choices=PROVIDERS, help="one provider (default: all)")
@@ -318,9 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.getLogger("codecarbon").setLevel(logging.ERROR)  # its hardware-detection lines
-    # Partitioned asset checks are a Dagster preview feature; README says what that means here.
-    warnings.filterwarnings("ignore", category=PreviewWarning)
     try:
         return args.handler(args)
     except GreenPipelineError as exc:

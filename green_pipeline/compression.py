@@ -17,6 +17,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from green_pipeline.compression_engines import LOCAL_CACHE
 from green_pipeline.compression_measure import DURATION_BASIS, ENERGY_BASIS, Candidate, HoldoutBench
 from green_pipeline.compression_techniques import StudentSettings, distil, quantize_model_text, retrain_smaller
 from green_pipeline.energy import EnergySettings
@@ -212,6 +213,8 @@ def _compile(bench: HoldoutBench, source: Candidate, settings: CompressionSettin
     compiled = bench.measure_compiled(source, engine)
     if not compiled.available:
         return compiled, f"unavailable: {compiled.unavailable_reason}"
+    if compiled.build_source == LOCAL_CACHE:
+        return compiled, f"{source.name} compiled with {engine} before: loaded from the local engine cache"
     return compiled, f"compiled {source.name} with {engine} in {compiled.build_s:.1f} s"
 
 
@@ -280,8 +283,8 @@ def _status(outcome: CompressionOutcome, c: Candidate) -> str:
     if not c.available:
         return f"unavailable: {c.unavailable_reason}".replace("|", "/")
     status = "**chosen**" if c is outcome.chosen else ("within budget" if outcome.within_budget(c) else "over budget")
-    if c.artifact is not None:
-        status += f"; {c.artifact.file_name} {len(c.artifact.payload):,} bytes"
+    if c.build_source is not None:
+        status += f"; {c.build_source}"
     return status
 
 

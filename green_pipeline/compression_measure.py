@@ -16,7 +16,6 @@ from sklearn.metrics import roc_auc_score
 from green_pipeline.compression_engines import (
     LIGHTGBM,
     CompiledModel,
-    EngineArtifact,
     Predict,
     compile_model,
     lightgbm_predictor,
@@ -56,8 +55,8 @@ class InferenceFigures:
 class Candidate:
     """One way to serve the model, measured on the same rows as the others; figures are None if unavailable.
 
-    ``model_text`` is the deployable LightGBM text; a compiled candidate also carries its engine artefact,
-    and what compiling it cost is in ``build_s`` and ``build_energy_kwh``.
+    ``model_text`` is the deployable LightGBM text; a compiled candidate says where its engine came from
+    (``build_source``: compiled here or the local engine cache) and what that cost (``build_s``, ``build_energy_kwh``).
     """
 
     name: str
@@ -68,7 +67,7 @@ class Candidate:
     inference: InferenceFigures | None
     build_s: float = 0.0
     build_energy_kwh: float | None = 0.0
-    artifact: EngineArtifact | None = None
+    build_source: str | None = None
     unavailable_reason: str | None = None
 
     @property
@@ -166,7 +165,7 @@ class HoldoutBench:
             self._inference(compiled.predict),
             build_s=compiled.build.duration_s,
             build_energy_kwh=compiled.build.energy_kwh,
-            artifact=compiled.artifact,
+            build_source=compiled.source,
         )
 
     def _auc(self, predict: Predict) -> float:

@@ -42,7 +42,10 @@ class StudentSettings:
             "min_data_in_leaf": self.min_data_in_leaf,
             "num_threads": self.num_threads,
             "seed": self.seed,
+            # Reproducible whatever the machine's load: LightGBM otherwise picks row- or column-wise histograms
+            # by timing both, so a busy machine can train another model from the same rows.
             "deterministic": True,
+            "force_col_wise": True,
             "verbosity": -1,
         }
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import posixpath
-import urllib.parse
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -207,17 +205,8 @@ def list_batches(url: str, storage_options: files.StorageOptions | None = None) 
 
 
 def check_batch_name(name: str) -> str:
-    """Refuse names that could escape the data folder when joined to its URL, before any join.
-
-    Percent-encoded forms (``%2E%2E/x.csv``, ``..%2Fx.csv``) are checked decoded too: some filesystems unquote.
-    """
-    decoded = urllib.parse.unquote(name)
-    for form in (name, decoded):
-        if not form or form != posixpath.basename(form) or form in (".", "..") or "\\" in form or "\x00" in form:
-            raise InvalidBatchError(
-                f"batch name {name!r} is not a plain file name; partitions must name a file directly under "
-                "dataset.data_url (no '/', '\\', '..' or absolute paths, even percent-encoded)."
-            )
+    """Refuse names that could escape the data folder when joined to its URL, before any join, or are no batch file."""
+    files.validate_batch_key(name)
     if not name.lower().endswith(BATCH_SUFFIXES):
         raise InvalidBatchError(f"batch {name!r}: unsupported extension; use one of {', '.join(BATCH_SUFFIXES)}.")
     return name

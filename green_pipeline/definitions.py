@@ -1,8 +1,6 @@
 """The code location: every asset, job, sensor, schedule and resource of green-pipeline in one place."""
 
-import functools
-
-from dagster import Definitions, JobDefinition
+from dagster import Definitions
 
 from green_pipeline.assets.checks import (
     drift_below_threshold,
@@ -14,10 +12,7 @@ from green_pipeline.assets.compression import compressed_model
 from green_pipeline.assets.deployment import deployed_model
 from green_pipeline.assets.ingestion import ingested_batch, validated_batch
 from green_pipeline.assets.jobs import (
-    SELECTED_ENGINE,
-    batch_jobs,
     energy_ledger_job,
-    engine_executor,
     green_pipeline_job,
     monitoring_job,
     retraining_job,
@@ -82,25 +77,3 @@ defs = Definitions(
     schedules=[daily_pipeline_schedule, daily_ledger_schedule],
     resources=build_resources(),
 )
-
-
-@functools.cache
-def engine_definitions(engine: str) -> Definitions:
-    """``defs`` with the batch jobs on ``engine``'s executor, to execute runs on an engine other than the loaded one.
-
-    The same assets, checks and resources; no sensors or schedules (they target the loaded jobs, by name).
-    """
-    if engine == SELECTED_ENGINE:
-        return defs
-    return Definitions(
-        assets=defs.assets,
-        asset_checks=defs.asset_checks,
-        resources=defs.resources,
-        jobs=[*batch_jobs(engine_executor(engine)), energy_ledger_job],
-    )
-
-
-def engine_job(job_name: str, engine: str) -> JobDefinition:
-    """A job on ``engine``, rebuilt by name in any process: the runner points Dagster's ``build_reconstructable_job``
-    here, so Dask workers execute the very job the run was created with, whatever their environment says."""
-    return engine_definitions(engine).resolve_job_def(job_name)

@@ -1,10 +1,14 @@
-"""CPU seconds and resident memory of this process, charged to the measured blocks open while they were spent.
+"""CPU seconds and resident memory of this process, charged to the metered blocks open while they were spent.
 
 One meter per process reads psutil when a block opens or closes, and once a second while any block is open (for
 the memory integral). CPU time is a cumulative counter, so a block gets exactly what the process (its threads and
 its child processes) spent between its start and its end, whatever else runs on the machine. Blocks open at once
 on different threads of one process (a Dask worker with several threads) share each interval equally; nested
 blocks on one thread each get all of it, since the inner one is part of the outer one.
+
+Where the machine's RAPL counters are readable (``green_pipeline.rapl``), each reading also takes them and the
+machine's busy CPU time, and each interval charges a block its CPU share of the package (and DRAM) energy. Reading
+once a second keeps a counter from wrapping more than once between two readings.
 """
 
 from __future__ import annotations
@@ -17,29 +21,42 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from green_pipeline.rapl import Rapl, Reading, discover, share
+
 SAMPLE_INTERVAL_S = 1.0
 _GB = float(2**30)
 
 
 @dataclass
 class Usage:
-    """What one block used; ``error`` says why the figures are incomplete when the last reading failed."""
+    """What one block used; ``error`` says why the figures are incomplete when the last reading failed.
+
+    ``package_j`` and ``dram_j`` are its share of the RAPL counters, valid only while ``rapl_error`` is None and
+    the meter has counters.
+    """
 
     thread: int = field(default_factory=threading.get_ident)
     cpu_s: float = 0.0
     gb_s: float = 0.0
     peers: int = 1
     error: str | None = None
+    package_j: float = 0.0
+    dram_j: float = 0.0
+    rapl_error: str | None = None
 
 
 class ProcessMeter:
-    """Integrates this process's CPU time and resident memory over the blocks that are open."""
+    """Integrates this process's CPU time and resident memory (and RAPL shares) over the blocks that are open."""
 
-    def __init__(self) -> None:
+    def __init__(self, rapl: Rapl | None = None, rapl_absent: str = "no RAPL counters") -> None:
+        self.rapl = rapl
+        #: Why ``rapl`` is None, for the energy method.
+        self.rapl_absent = rapl_absent
         self._process = psutil.Process()
         self._lock = threading.Condition()
         self._open: list[Usage] = []
         self._last = self._read()
+        self._last_machine, _ = self._read_machine()
         self._sampler: threading.Thread | None = None
 
     def open(self) -> Usage:
@@ -76,21 +93,41 @@ class ProcessMeter:
                 rss += child.memory_info().rss
         return now, cpu, rss / _GB
 
+    def _read_machine(self) -> tuple[Reading | None, str | None]:
+        """The RAPL counters and busy CPU time, or None and why not (then this interval cannot be split)."""
+        if self.rapl is None:
+            return None, None
+        try:
+            return self.rapl.read(), None
+        except (OSError, ValueError) as exc:
+            return None, f"a RAPL counter could not be read: {type(exc).__name__}: {exc}"
+
     def _advance(self) -> None:
         """Charge the interval since the last reading to the open blocks, an equal share per thread."""
         reading = self._read()
+        machine, machine_error = self._read_machine()
         (then, cpu_then, gb_then), (now, cpu_now, gb_now) = self._last, reading
-        self._last = reading
+        machine_then, self._last, self._last_machine = self._last_machine, reading, machine
         threads = {usage.thread for usage in self._open}
         if not threads:
             return
         # A child that ended but is not yet reaped drops out of the sum for a moment: never charge a negative.
         cpu_share = max(cpu_now - cpu_then, 0.0) / len(threads)
         gb_s_share = (gb_then + gb_now) / 2 * (now - then) / len(threads)
+        interval = rapl_error = None
+        if self.rapl is not None and machine_then is not None and machine is not None:
+            interval = self.rapl.between(machine_then, machine)
+        elif self.rapl is not None:
+            rapl_error = machine_error or "a RAPL counter could not be read at the previous reading"
         for usage in self._open:
             usage.cpu_s += cpu_share
             usage.gb_s += gb_s_share
             usage.peers = max(usage.peers, len(threads))
+            usage.rapl_error = usage.rapl_error or rapl_error
+            if interval is not None:
+                fraction = share(cpu_share, interval.busy_s)
+                usage.package_j += interval.package_j * fraction
+                usage.dram_j += interval.dram_j * fraction
 
     def _ensure_sampler(self) -> None:
         if self._sampler is None or not self._sampler.is_alive():
@@ -136,12 +173,18 @@ _meter_lock = threading.Lock()
 
 
 def process_meter() -> ProcessMeter:
-    """This process's meter, created on first use."""
+    """This process's meter, created on first use with the machine's readable RAPL counters, if any."""
     global _meter
     with _meter_lock:
         if _meter is None:
-            _meter = ProcessMeter()
+            _meter = ProcessMeter(*discover())
         return _meter
+
+
+def process_pids() -> set[int]:
+    """This process and its live child processes: what a device's process list must hold to be ours alone."""
+    process = psutil.Process()
+    return {process.pid, *(child.pid for child in _descendants(process))}
 
 
 def _forget_meter_in_child() -> None:

@@ -1,10 +1,12 @@
 """This machine's power model, from codecarbon's data: watts per busy CPU thread, watts per GB of RAM, grid intensity.
 
-It is the only module that calls codecarbon. codecarbon's hardware detection costs about 1.5 s in every fresh
-process (py-cpuinfo runs a subprocess, ~1.1 s; its reference tables load with pandas, ~0.3 s), and Dagster's
-multiprocess and Dask executors start a fresh process for each step. The result depends only on the machine and
-the settings, so it is kept in a small JSON file in the temp directory, keyed by host, boot time, user,
-codecarbon version and settings: one detection per machine boot instead of one per step.
+The rates make the TDP x CPU-time estimate of a step where no RAPL counter can be read (``green_pipeline.energy``);
+the grid intensity prices every figure, estimated or measured. It is the only energy module that calls codecarbon.
+codecarbon's hardware detection costs about 1.5 s in every fresh process (py-cpuinfo runs a subprocess, ~1.1 s; its
+reference tables load with pandas, ~0.3 s), and Dagster's multiprocess and Dask executors start a fresh process for
+each step. The result depends only on the machine and the settings, so it is kept in a small JSON file in the temp
+directory, keyed by host, boot time, user, codecarbon version and settings: one detection per machine boot instead
+of one per step.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ class PowerModel:
     threads: int
     ram_power_w: float
     ram_gb: float
-    rapl_available: bool
     gpu_present: bool
     carbon_intensity_g_per_kwh: float
     carbon_source: str
@@ -51,26 +52,25 @@ class PowerModel:
     def ram_w_per_gb(self) -> float:
         return self.ram_power_w / self.ram_gb
 
-    def describe(self) -> str:
-        """The method, human readable: what is charged to a step, at which rate, and what is left out."""
-        cpu_mode = "RAPL counters present but not read (shares must add up)" if self.rapl_available else "no RAPL"
-        gpu = "GPU present but not measured" if self.gpu_present else "no GPU"
+    def estimate(self) -> str:
+        """How the TDP x CPU-time estimate charges a step, at which rates and from which sources."""
         return (
-            f"process attribution with codecarbon {self.codecarbon_version}'s power model ({cpu_mode}: TDP x load "
-            f"estimate). CPU = this step's CPU seconds (psutil: all its threads and child processes) x "
-            f"{self.cpu_w_per_thread:.2f} W per thread ({self.cpu_power_w:g} W {self.cpu_power_source} for "
-            f"{self.threads} threads, {self.cpu_model}); RAM = its resident memory x {self.ram_w_per_gb:.3f} W/GB "
-            f"(codecarbon: {self.ram_power_w:g} W for {self.ram_gb:.1f} GB); {gpu}; carbon: {self.carbon_source}, "
-            f"{self.carbon_intensity_g_per_kwh:.0f} g/kWh. Not attributed: idle power (CPU floor, RAM of unused "
-            "memory) and other processes. Steps running at once add up to the machine's load-driven energy."
+            f"a TDP x CPU-time estimate at codecarbon {self.codecarbon_version}'s rates. CPU = this step's CPU "
+            f"seconds (psutil: all its threads and child processes) x {self.cpu_w_per_thread:.2f} W per thread "
+            f"({self.cpu_power_w:g} W {self.cpu_power_source} for {self.threads} threads, {self.cpu_model}); "
+            f"RAM = its resident memory x {self.ram_w_per_gb:.3f} W/GB (codecarbon: {self.ram_power_w:g} W for "
+            f"{self.ram_gb:.1f} GB)"
         )
+
+    def carbon(self) -> str:
+        return f"carbon: {self.carbon_source}, {self.carbon_intensity_g_per_kwh:.0f} g/kWh"
 
 
 _PARSE = TypeAdapter(PowerModel)
 _models: dict[Path, PowerModel] = {}
 
 
-def power_model(country_iso_code: str, region: str | None, cpu_tdp_w: float | None) -> PowerModel:
+def power_model(country_iso_code: str | None, region: str | None, cpu_tdp_w: float | None) -> PowerModel:
     """The model for these settings: from this process's memory, else the machine's cache file, else codecarbon."""
     path = _cache_file({"country": country_iso_code, "region": region, "cpu_tdp_w": cpu_tdp_w})
     model = _models.get(path) or _read(path)
@@ -124,7 +124,7 @@ def _write(path: Path, model: PowerModel) -> None:
         logger.warning("could not cache the power model in %s (%s); each new process will detect it again", path, exc)
 
 
-def _detect(country_iso_code: str, region: str | None, cpu_tdp_w: float | None) -> PowerModel:
+def _detect(country_iso_code: str | None, region: str | None, cpu_tdp_w: float | None) -> PowerModel:
     """codecarbon's own choices for a machine without usable RAPL counters: its cpu_load mode and RAM model."""
     from codecarbon.core import cpu, gpu
     from codecarbon.core.util import count_cpus, count_physical_cpus
@@ -152,21 +152,26 @@ def _detect(country_iso_code: str, region: str | None, cpu_tdp_w: float | None) 
         threads=count_cpus(),
         ram_power_w=float(ram.total_power().W),
         ram_gb=float(ram.machine_memory_GB),
-        rapl_available=bool(cpu.is_rapl_available()),
         gpu_present=bool(gpu.is_nvidia_system() or gpu.is_rocm_system()),
         carbon_intensity_g_per_kwh=intensity,
         carbon_source=carbon_source,
     )
 
 
-def _carbon_intensity(country_iso_code: str, region: str | None) -> tuple[float, str]:
-    """codecarbon's offline grid intensity (regional for USA, CAN, CHN and Nordic zones), in g CO2eq per kWh."""
+def _carbon_intensity(country_iso_code: str | None, region: str | None) -> tuple[float, str]:
+    """codecarbon's offline grid intensity (regional for USA, CAN, CHN and Nordic zones), in g CO2eq per kWh.
+
+    Without a country, codecarbon's world average: a guess that no one would take for a cleaner grid than theirs.
+    """
     from codecarbon.core.emissions import Emissions
     from codecarbon.core.units import Energy
     from codecarbon.external.geography import GeoMetadata
     from codecarbon.input import DataSource
 
     data = DataSource()
+    if country_iso_code is None:
+        world = float(data.get_carbon_intensity_per_source_data()["world_average"])
+        return world, "codecarbon's world average (energy.country_iso_code is not set)"
     mix = data.get_global_energy_mix_data()
     geo = GeoMetadata(country_iso_code, mix.get(country_iso_code, {}).get("country_name"), region)
     kg_per_kwh = Emissions(data).get_private_infra_emissions(Energy.from_energy(kWh=1.0), geo)

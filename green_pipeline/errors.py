@@ -15,12 +15,20 @@ class InvalidBatchError(GreenPipelineError):
     """A batch file cannot be used: unreadable, empty, or not matching the dataset schema."""
 
 
+class InvalidBatchKeyError(InvalidBatchError):
+    """A partition key is not a plain file name: joined to the data or artifacts URL it would leave that folder."""
+
+
 class DriftDetectionError(GreenPipelineError):
     """Evidently could not compare the batch with the reference data."""
 
 
 class TrainingError(GreenPipelineError):
     """A model could not be trained on the data given (e.g. a single class in the labels)."""
+
+
+class StorageAccessError(GreenPipelineError):
+    """A folder or object store cannot be reached or refuses the request: its endpoint, credentials or bucket."""
 
 
 class StoreError(GreenPipelineError):

@@ -18,12 +18,15 @@ import hashlib
 import os
 import posixpath
 import tempfile
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from green_pipeline.errors import InvalidBatchKeyError
 
 StorageOptions = Mapping[str, Any]
 FILE_MODE = 0o644
@@ -48,6 +51,22 @@ def filesystem(url: str, storage_options: StorageOptions | None = None) -> tuple
 def join(url: str, *parts: str) -> str:
     """Join URL segments with ``/`` whatever the scheme (``os.path.join`` would break s3://)."""
     return posixpath.join(url.rstrip("/"), *parts) if url else posixpath.join(*parts)
+
+
+def validate_batch_key(key: str) -> str:
+    """Refuse a partition key that could leave its folder once joined to a URL: the data folder, artifacts, reports.
+
+    The one check of keys, applied wherever one becomes part of a path. Percent-encoded forms (``%2E%2E/x.csv``,
+    ``..%2Fx.csv``) are checked decoded too: some filesystems unquote.
+    """
+    for form in (key, urllib.parse.unquote(key)):
+        if not form or form != posixpath.basename(form) or form in (".", "..") or "\\" in form or "\x00" in form:
+            raise InvalidBatchKeyError(
+                f"batch name {key!r} is not a plain file name; partitions must name a file directly under "
+                "dataset.data_url, and their outputs are files under artifacts.base_url: no '/', '\\', '..', "
+                "NUL or absolute paths, even percent-encoded. Delete the partition and rename the batch file."
+            )
+    return key
 
 
 def read_bytes(url: str, storage_options: StorageOptions | None = None) -> bytes:

@@ -23,11 +23,29 @@ from green_pipeline.budget import (
     spend_status,
 )
 from green_pipeline.cost_review import BatchCost
+from green_pipeline.energy import complete_sum
 
 PAGE = 1000
 RETRAINING_STEPS = ("retrained_model", "model_evaluation", "compressed_model", "deployed_model")
 PREDICTIONS = AssetKey("predictions")
 DEPLOYED_MODEL = AssetKey("deployed_model")
+#: This code location's assets, the only ones the ledger reads: on an instance shared with other code locations,
+#: their materializations are not steps of this pipeline. tests/integration/test_ledger_scope.py holds the list
+#: equal to the Definitions' assets (ledger cannot import them: the assets import the ledger).
+PROJECT_ASSETS = tuple(
+    AssetKey(name)
+    for name in (
+        "ingested_batch",
+        "validated_batch",
+        "drift_report",
+        "retrained_model",
+        "model_evaluation",
+        "compressed_model",
+        "deployed_model",
+        "predictions",
+        "energy_ledger",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -89,9 +107,9 @@ def run_entries(instance: DagsterInstance, run_id: str) -> list[EnergyEntry]:
 
 
 def materializations(instance: DagsterInstance, after_timestamp: float | None = None) -> Iterator[EventLogEntry]:
-    """Every materialization event the instance recorded (after ``after_timestamp``), oldest first, asset by asset."""
-    for key in instance.get_asset_keys():
-        records_filter = AssetRecordsFilter(AssetKey(key.path), after_timestamp=after_timestamp)
+    """Every materialization of this code location's assets (after ``after_timestamp``), oldest first, by asset."""
+    for key in PROJECT_ASSETS:
+        records_filter = AssetRecordsFilter(key, after_timestamp=after_timestamp)
         cursor = None
         while True:
             page = instance.fetch_materializations(records_filter, limit=PAGE, cursor=cursor, ascending=True)
@@ -103,7 +121,7 @@ def materializations(instance: DagsterInstance, after_timestamp: float | None = 
 
 
 def all_entries(instance: DagsterInstance) -> list[EnergyEntry]:
-    """Energy of every materialization the instance recorded, oldest first, asset by asset."""
+    """Energy of every materialization of this code location's assets, oldest first, asset by asset."""
     return entries_of(materializations(instance))
 
 
@@ -141,7 +159,7 @@ def _batch_cost(batch: str, steps: dict[str, dict[str, Any]]) -> BatchCost:
         energy_kwh=sum(m.get("energy_kwh") or 0.0 for m in steps.values()),
         unmeasured_steps=sum(m.get("energy_kwh") is None for m in steps.values()),
         retrained=retrained,
-        retrain_energy_kwh=sum(retrain_energy) if retrain_energy and None not in retrain_energy else None,
+        retrain_energy_kwh=complete_sum(retrain_energy),
         served_auc=steps["drift_report"].get("champion_auc"),
         deployed_auc=deployment.get("test_auc") if deployment.get("promoted") else None,
     )

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from green_pipeline.energy import EnergyStatus, complete_sum
 from green_pipeline.errors import InvalidConfigError
 from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, Deployment
 from green_pipeline.release import EnergyKpis
@@ -71,8 +72,8 @@ def training_record(
 ) -> RunRecord:
     """Params of the chosen training, valid AUC of every attempt, and energy/CO2 per attempt and in total.
 
-    The totals are logged only when every attempt was measured; otherwise the tag ``energy_status`` says
-    ``unmeasured`` and only the measured attempts carry figures.
+    The totals are logged only when every attempt has figures (measured or estimated); otherwise the tag
+    ``energy_status`` says ``unmeasured`` and only the attempts with figures carry them.
     """
     params = {
         **{key: str(value) for key, value in dataclasses.asdict(settings).items()},
@@ -99,12 +100,10 @@ def training_record(
             f"{prefix}_emissions_kg_co2eq": attempt.energy.emissions_kg_co2eq,
             f"{prefix}_duration_s": attempt.energy.duration_s,
         }
-    measured = all(report.energy_kwh is not None for report in reports)
-    if measured:
-        metrics["energy_kwh"] = sum(r.energy_kwh or 0.0 for r in reports)
-        metrics["emissions_kg_co2eq"] = sum(r.emissions_kg_co2eq or 0.0 for r in reports)
+    metrics["energy_kwh"] = complete_sum(r.energy_kwh for r in reports)
+    metrics["emissions_kg_co2eq"] = complete_sum(r.emissions_kg_co2eq for r in reports)
     tags = {
-        "energy_status": "measured" if measured else "unmeasured",
+        "energy_status": EnergyStatus.of_total(r.status for r in reports).value,
         "energy_method": reports[-1].method,
         "reason": outcome.reason,
     }
@@ -133,7 +132,7 @@ def release_record(
         "promoted": str(deployment.promoted).lower(),
         "compression": compressed.technique,
         "auc_gain_baseline": kpis.baseline,
-        "quality_per_kwh_status": "measured" if kpis.quality_per_kwh is not None else "unmeasured",
+        "quality_per_kwh_status": kpis.quality_per_kwh_status.value,
     }
     return RunRecord(dagster_run_id, compressed.model.batch, {}, _numbers(metrics), tags)
 

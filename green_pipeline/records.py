@@ -61,12 +61,8 @@ class CompressedModel:
     test_auc: float
     size_bytes_before: int
     size_bytes_after: int
-    #: Engine the chosen candidate runs on; "lightgbm" unless a compiled engine won.
+    #: Engine the chosen candidate runs on; "lightgbm" unless a compiled engine won (compiled where it serves).
     engine: str = "lightgbm"
-    #: The compiled artefact (rebuildable from model.model_text) as base64, its file name and target CPU.
-    engine_file: str | None = None
-    engine_artifact_b64: str | None = None
-    engine_target: str | None = None
     #: Measured energy per 1,000 predictions (compile amortized) of the chosen and the uncompressed model.
     energy_per_1k_predictions_kwh: float | None = None
     energy_per_1k_predictions_kwh_before: float | None = None

@@ -78,7 +78,8 @@ def region_advice(energy_kwh: float | None, provider: str | None = None, top: in
 
 
 def measured_energy_kwh(energies: Iterable[float | None]) -> float | None:
-    """The sum of what was measured (unmeasured steps are left out and counted by the caller), None if nothing was."""
+    """The sum of the figures, measured or estimated (unmeasured steps are left out and counted by the caller), None
+    if no step has one: unlike ``energy.complete_sum``, an advice on part of the ledger is still worth showing."""
     measured = [e for e in energies if e is not None]
     return sum(measured) if measured else None
 

@@ -1,13 +1,12 @@
-"""What a published model version records: metrics, energy KPIs, lineage, the promotion decision, engine files."""
+"""What a published model version records: metrics, energy KPIs, lineage, the engine, the promotion decision."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from green_pipeline.energy import MEASURED, UNMEASURED
+from green_pipeline.energy import EnergyStatus, complete_sum
 from green_pipeline.policy import PromotionDecision
 from green_pipeline.records import ChampionComparison, CompressedModel
 
@@ -35,6 +34,11 @@ class EnergyKpis:
             return None
         return self.auc_gain / self.production_energy_kwh
 
+    @property
+    def quality_per_kwh_status(self) -> EnergyStatus:
+        """``estimated`` whenever there is a figure: the steps' own ``energy_status`` says which were measured."""
+        return EnergyStatus.ESTIMATED if self.quality_per_kwh is not None else EnergyStatus.UNMEASURED
+
     def as_json(self) -> dict[str, Any]:
         """For metadata.json: an unmeasured figure is the string "unmeasured", never a guess or a zero."""
         return {
@@ -50,18 +54,18 @@ class EnergyKpis:
         values: dict[str, Any] = {
             "auc_gain": self.auc_gain,
             "auc_gain_baseline": self.baseline,
-            "quality_per_kwh_status": MEASURED if self.quality_per_kwh is not None else UNMEASURED,
+            "quality_per_kwh_status": self.quality_per_kwh_status.value,
             "production_energy_kwh": self.production_energy_kwh,
             "quality_per_kwh": self.quality_per_kwh,
             "energy_per_1k_predictions_kwh": self.energy_per_1k_predictions_kwh,
         }
         if self.energy_per_1k_predictions_kwh is None:
-            values["energy_per_1k_predictions"] = UNMEASURED
+            values["energy_per_1k_predictions"] = EnergyStatus.UNMEASURED.value
         return {key: value for key, value in values.items() if value is not None}
 
 
 def _or_unmeasured(value: float | None) -> float | str:
-    return UNMEASURED if value is None else value
+    return EnergyStatus.UNMEASURED.value if value is None else value
 
 
 def energy_kpis(
@@ -70,20 +74,19 @@ def energy_kpis(
     energy_kwh: Mapping[str, float | None],
     producing_steps: Sequence[str],
 ) -> EnergyKpis:
-    """The KPIs of a version from its test AUCs and the measured energy of the steps that produced it.
+    """The KPIs of a version from its test AUCs and the energy (measured or estimated) of the steps that produced it.
 
-    Production energy is unmeasured if any of ``producing_steps`` has no measured ``<step>_energy_kwh``.
+    Production energy is unmeasured if any of ``producing_steps`` has no ``<step>_energy_kwh``.
     """
     if comparison.champion_auc is None:
         gain, baseline = compressed.test_auc - RANDOM_AUC, f"random guessing (AUC {RANDOM_AUC}): first version"
     else:
         gain = compressed.test_auc - comparison.champion_auc
         baseline = f"champion {comparison.champion_version} on the same test rows"
-    spent = [energy_kwh.get(f"{step}_energy_kwh") for step in producing_steps]
     return EnergyKpis(
         auc_gain=gain,
         baseline=baseline,
-        production_energy_kwh=None if None in spent else sum(v for v in spent if v is not None),
+        production_energy_kwh=complete_sum(energy_kwh.get(f"{step}_energy_kwh") for step in producing_steps),
         energy_per_1k_predictions_kwh=compressed.energy_per_1k_predictions_kwh,
     )
 
@@ -117,13 +120,7 @@ def release_metadata(
             "compression": compressed.technique,
             "dagster_run_id": run_id,
         },
-        "engine": {"name": compressed.engine, "file": compressed.engine_file, "target": compressed.engine_target},
+        # The engine's name only: serving compiles it from model.txt where it runs, never from stored machine code.
+        "engine": {"name": compressed.engine},
         "promotion": {"promoted": decision.promote, "reason": decision.reason},
     }
-
-
-def engine_files(compressed: CompressedModel) -> dict[str, bytes]:
-    """The compiled engine, if one was chosen, as a file to store next to model.txt."""
-    if compressed.engine_file is None or compressed.engine_artifact_b64 is None:
-        return {}
-    return {compressed.engine_file: base64.b64decode(compressed.engine_artifact_b64)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from green_pipeline.energy import UNMEASURED
+from green_pipeline.energy import EnergyStatus, complete_sum
 from green_pipeline.ledger import BatchKpi, EnergyTotal
 from green_pipeline.runner import BatchOutcome
 
@@ -79,7 +79,6 @@ MODELS_HEADER = (
 def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, Any]:
     """The fields of a version's metadata.json that the `models` listing shows."""
     metrics, lineage, energy = metadata.get("metrics", {}), metadata.get("lineage", {}), metadata.get("energy", {})
-    measured = [v for v in energy.values() if v is not None]
     return {
         "version": metadata["version"],
         "serving": metadata["version"] == serving,
@@ -90,7 +89,7 @@ def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, 
         "trees": metrics.get("trees"),
         "test_auc": metrics.get("test_auc"),
         "size_bytes": metrics.get("size_bytes"),
-        "energy_kwh": sum(measured) if measured and len(measured) == len(energy) else None,
+        "energy_kwh": complete_sum(energy.values()),
         "auc_gain": metrics.get("auc_gain"),
         "auc_gain_baseline": metrics.get("auc_gain_baseline"),
         "quality_per_kwh": metrics.get("quality_per_kwh"),
@@ -101,7 +100,7 @@ def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, 
 
 def models_row(row: dict[str, Any]) -> str:
     size = None if row["size_bytes"] is None else row["size_bytes"] / 1024
-    energy = UNMEASURED if row["energy_kwh"] is None else format(row["energy_kwh"] * 1e3, ".5f")
+    energy = EnergyStatus.UNMEASURED.value if row["energy_kwh"] is None else format(row["energy_kwh"] * 1e3, ".5f")
     per_1k = row["energy_per_1k_predictions_kwh"]
     per_1k_mwh = per_1k * 1e6 if isinstance(per_1k, float) else per_1k
     return (
@@ -122,8 +121,8 @@ def batch_kpi_row(row: BatchKpi) -> str:
     """One batch: the energy its latest run spent next to the AUC served on it and of any version it produced."""
     if row.deployed_version is None:
         gain = "-"
-    elif row.quality_per_kwh_status == UNMEASURED:
-        gain = UNMEASURED
+    elif row.quality_per_kwh_status == EnergyStatus.UNMEASURED:
+        gain = EnergyStatus.UNMEASURED.value
     else:
         gain = _optional(row.quality_per_kwh, ".1f")
     promoted = "-" if row.promoted is None else str(row.promoted)

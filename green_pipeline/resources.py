@@ -3,14 +3,17 @@
 Defaults make the built-in demo work from the repository root; secrets come only through ``EnvVar``.
 """
 
+import contextlib
 import dataclasses
 import io
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, Literal
 
 import pandas as pd
 from dagster import (
+    AssetRecordsFilter,
     ConfigurableResource,
     Failure,
     InitResourceContext,
@@ -20,7 +23,7 @@ from dagster import (
     ResourceDependency,
     io_manager,
 )
-from pydantic import Field, TypeAdapter
+from pydantic import Field, PrivateAttr, TypeAdapter
 
 from green_pipeline import files
 from green_pipeline.budget import Budget, BudgetSettings, BudgetSeverity
@@ -40,10 +43,12 @@ from green_pipeline.monitoring import MonitoringThresholds
 from green_pipeline.policy import StrategyRules
 from green_pipeline.records import RECORD_TYPES
 from green_pipeline.schema import DatasetSpec
-from green_pipeline.store import ModelStore
+from green_pipeline.store import DeployedModel, ModelStore
 from green_pipeline.training import TrainingSettings
 
 DEFAULT_ROOT = ".green_pipeline"
+#: Materialization metadata naming the stored output, which later runs read back.
+ARTIFACT_URL = "artifact_url"
 
 
 class ObjectStorage(ConfigurableResource):
@@ -113,14 +118,32 @@ class ModelStoreResource(ConfigurableResource):
     model_name: str = "churn"
     storage: ResourceDependency[ObjectStorage]
 
+    _verified: dict[str, DeployedModel] = PrivateAttr(default_factory=dict)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Each run starts with nothing verified, so every run checks the checksums of what it loads."""
+        self._verified = {}
+
     def store(self) -> ModelStore:
         return ModelStore(self.store_url, self.model_name, self.storage.options_for(self.store_url))
+
+    def champion(self, version: str) -> DeployedModel:
+        """``version`` as this run first loaded and verified it: the steps of a run share one champion."""
+        if version not in self._verified:
+            self._verified[version] = self.store().load(version)
+        return self._verified[version]
 
 
 class EnergyResource(ConfigurableResource):
     """Country (ISO 3166 alpha-3) whose grid carbon intensity codecarbon applies; there is no network lookup."""
 
-    country_iso_code: str = Field(default="FRA", min_length=3, max_length=3)
+    country_iso_code: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=3,
+        description="Where the machine runs, e.g. FRA or USA. Default: codecarbon's world average grid intensity, "
+        "with a warning (energy_method says so).",
+    )
     region: str | None = None
     enabled: bool = True
     cpu_tdp_w: float | None = Field(
@@ -132,7 +155,7 @@ class EnergyResource(ConfigurableResource):
 
     def settings(self) -> EnergySettings:
         return EnergySettings(
-            country_iso_code=self.country_iso_code.upper(),
+            country_iso_code=self.country_iso_code.upper() if self.country_iso_code else None,
             region=self.region,
             enabled=self.enabled,
             cpu_tdp_w=self.cpu_tdp_w,
@@ -306,27 +329,41 @@ class ArtifactStorage(ConfigurableResource):
     storage: ResourceDependency[ObjectStorage]
 
     def url(self, *parts: str) -> str:
-        return files.join(self.base_url, *parts)
+        """``base_url`` joined with ``parts``, each one plain name: a partition key inside one cannot leave it."""
+        return files.join(self.base_url, *map(files.validate_batch_key, parts))
 
     def write(self, url: str, payload: bytes) -> None:
         files.write_bytes_atomic(url, payload, self.storage.options_for(url))
 
+    def exists(self, url: str) -> bool:
+        return files.exists(url, self.storage.options_for(url))
+
     def read(self, url: str) -> bytes | None:
-        options = self.storage.options_for(url)
-        return files.read_bytes(url, options) if files.exists(url, options) else None
+        return files.read_bytes(url, self.storage.options_for(url)) if self.exists(url) else None
 
 
 class ArtifactIOManager(IOManager):
     """Stores step outputs as artefacts: DataFrames as Parquet, records as JSON; every write is atomic.
 
-    Dagster's default IO manager pickles and writes in place; this one never unpickles and never
-    leaves a truncated file where the event log says a complete one is.
+    Each output is kept per asset, partition and run (``<asset>/<partition>/<run id>.<suffix>``), so two runs of
+    one batch never read each other's outputs: a step reads what its own run produced, and a run that did not
+    produce an input (a retraining job after a monitoring run) reads the one its latest materialization recorded.
+    Dagster's default IO manager pickles and writes in place; this one never unpickles and never leaves a
+    truncated file where the event log says a complete one is.
     """
 
     def __init__(self, artifacts: ArtifactStorage) -> None:
         self.artifacts = artifacts
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
+        with refusals_not_retried():
+            self._store(context, obj)
+
+    def load_input(self, context: InputContext) -> Any:
+        with refusals_not_retried():
+            return self._load(context)
+
+    def _store(self, context: OutputContext, obj: Any) -> None:
         if isinstance(obj, pd.DataFrame):
             buffer = io.BytesIO()
             obj.to_parquet(buffer, index=False)
@@ -336,31 +373,56 @@ class ArtifactIOManager(IOManager):
             payload, suffix = json.dumps({"type": type(obj).__name__, "value": body}).encode(), "json"
         else:
             raise GreenPipelineError(f"{context.asset_key.to_user_string()}: cannot store a {type(obj).__name__}.")
-        url = self._url(context, suffix)
+        url = self.artifacts.url(*context.asset_key.path, _partition(context), f"{context.run_id}.{suffix}")
         self.artifacts.write(url, payload)
-        context.add_output_metadata({"artifact_url": url})
+        context.add_output_metadata({ARTIFACT_URL: url})
 
-    def load_input(self, context: InputContext) -> Any:
-        upstream = context.upstream_output
-        assert upstream is not None, "inputs of this project always come from an upstream asset"
+    def _load(self, context: InputContext) -> Any:
+        url = self._source_url(context)
+        payload = self.artifacts.read(url) if url else None
+        if payload is None:
+            # Retrying cannot make a missing upstream output appear: fail at once, past the jobs' RetryPolicy.
+            raise Failure(
+                description=f"{context.asset_key.to_user_string()}: no stored output under "
+                f"{self.artifacts.base_url}; materialize the upstream asset for this partition first.",
+                allow_retries=False,
+            )
+        if url.endswith(".parquet"):
+            return pd.read_parquet(io.BytesIO(payload))
+        document = json.loads(payload)
+        return TypeAdapter(RECORD_TYPES[document["type"]]).validate_python(document["value"])
+
+    def _source_url(self, context: InputContext) -> str | None:
+        """This run's output of the upstream asset if it made one, else the one its latest materialization names."""
+        partition = _partition(context)
+        this_run = context.step_context.run_id
         for suffix in ("parquet", "json"):
-            payload = self.artifacts.read(self._url(upstream, suffix, context))
-            if payload is not None:
-                if suffix == "parquet":
-                    return pd.read_parquet(io.BytesIO(payload))
-                document = json.loads(payload)
-                return TypeAdapter(RECORD_TYPES[document["type"]]).validate_python(document["value"])
-        # Retrying cannot make a missing upstream output appear: fail at once, past the jobs' RetryPolicy.
-        raise Failure(
-            description=f"{context.asset_key.to_user_string()}: no stored output under {self.artifacts.base_url}; "
-            "materialize the upstream asset for this partition first.",
-            allow_retries=False,
-        )
+            url = self.artifacts.url(*context.asset_key.path, partition, f"{this_run}.{suffix}")
+            if self.artifacts.exists(url):
+                return url
+        records = context.instance.fetch_materializations(
+            AssetRecordsFilter(
+                asset_key=context.asset_key, asset_partitions=[partition] if context.has_asset_partitions else None
+            ),
+            limit=1,
+        ).records
+        materialization = records[0].asset_materialization if records else None
+        recorded = materialization.metadata.get(ARTIFACT_URL) if materialization else None
+        return str(recorded.value) if recorded is not None else None
 
-    def _url(self, context: OutputContext, suffix: str, input_context: InputContext | None = None) -> str:
-        partitioned = (input_context or context).has_asset_partitions
-        partition = (input_context or context).asset_partition_key if partitioned else "__all__"
-        return self.artifacts.url(*context.asset_key.path, f"{partition}.{suffix}")
+
+@contextlib.contextmanager
+def refusals_not_retried() -> Iterator[None]:
+    """A ``GreenPipelineError`` (bad input, integrity, config) would fail the same way again: it becomes a ``Failure``
+    that the jobs' ``RetryPolicy`` does not retry, prefixed by the error's class so the UI says what kind it is."""
+    try:
+        yield
+    except GreenPipelineError as exc:
+        raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+
+
+def _partition(context: InputContext | OutputContext) -> str:
+    return context.asset_partition_key if context.has_asset_partitions else "__all__"
 
 
 @io_manager(required_resource_keys={"artifacts"})

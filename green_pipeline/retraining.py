@@ -151,7 +151,7 @@ def run_attempt(
     extra_rows: pd.DataFrame | None,
     bar: QualityBar | None,
 ) -> Attempt:
-    """One strategy, with its energy (codecarbon) and CPU seconds measured around the training alone."""
+    """One strategy, with its energy (``measure_energy``) and CPU seconds metered around the training alone."""
     booster = champion.booster if champion else None
     cpu_started = time.process_time()
     with measure_energy(energy) as measurement:

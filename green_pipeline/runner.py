@@ -13,19 +13,19 @@ import yaml
 from dagster import (
     DagsterEventType,
     DagsterInstance,
+    DagsterInvalidConfigError,
     DagsterRunStatus,
     Definitions,
     EventLogEntry,
-    JobDefinition,
     RunsFilter,
-    build_reconstructable_job,
-    execute_job,
+    build_resources,
 )
 
-from green_pipeline.assets.jobs import SELECTED_ENGINE, green_pipeline_job
+from green_pipeline.assets.jobs import green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.errors import InvalidConfigError
 from green_pipeline.ledger import entries_of, run_materializations
+from green_pipeline.resources import ModelStoreResource, ObjectStorage
 
 CONFIGURABLE_RESOURCES = (
     "dataset",
@@ -71,46 +71,44 @@ def load_config_file(path: str) -> dict[str, dict[str, Any]]:
     return document
 
 
+def storage_resources(
+    settings: Mapping[str, Mapping[str, Any]], source: str
+) -> tuple[ObjectStorage, ModelStoreResource]:
+    """The object storage and model store a run given ``settings`` gets, for commands that reach them outside runs.
+
+    Built by Dagster from the same config sections, so ``{env: NAME}`` values and unknown fields are handled as in
+    a run; fields left unset fall back to s3fs's credential chain (the standard ``AWS_*`` variables) there too.
+    """
+    storage = ObjectStorage.configure_at_launch()
+    wanted = {"object_storage": storage, "model_store": ModelStoreResource.configure_at_launch(storage=storage)}
+    sections = {name: settings[name] for name in wanted if name in settings}
+    try:
+        with build_resources(wanted, resource_config=run_config(sections)["resources"]) as built:
+            return built.object_storage, built.model_store
+    except DagsterInvalidConfigError as exc:
+        reasons = "; ".join(" ".join(e.message.split("Stack Trace:")[0].split()) for e in exc.errors)
+        raise InvalidConfigError(f"{source}: {reasons}") from exc
+
+
 def run_config(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Dagster run config that overrides the given resource fields (others keep their defaults)."""
     return {"resources": {name: {"config": dict(fields)} for name, fields in settings.items() if fields}}
 
 
 def process_batches(
-    defs: Definitions,
-    instance: DagsterInstance,
-    batches: list[str],
-    config: dict[str, Any],
-    engine: str = SELECTED_ENGINE,
+    defs: Definitions, instance: DagsterInstance, batches: list[str], config: dict[str, Any]
 ) -> Iterator[BatchOutcome]:
-    """Run the pipeline job on each batch in order; stop after the first failed run (later batches depend on it).
-
-    ``engine`` defaults to the one the definitions were loaded on ($GREEN_PIPELINE_EXECUTOR); see ``execute_batch``.
-    """
+    """Run the pipeline job on each batch in order, in this process; stop after the first failed run (later batches
+    depend on it). Steps run in process whatever executor the job carries: a fresh process per step would cost
+    seconds and energy here, and the instance's concurrency pools still serialize trainings across processes."""
     job = defs.resolve_job_def(green_pipeline_job.name)
     instance.add_dynamic_partitions(batch_partitions.name, batches)
     for batch in batches:
-        run_id, success = execute_batch(job, instance, batch, config, engine)
-        outcome = outcome_of(instance, batch, run_id, success)
+        result = job.execute_in_process(run_config=config, instance=instance, partition_key=batch, raise_on_error=False)
+        outcome = outcome_of(instance, batch, result.run_id, result.success)
         yield outcome
         if not outcome.success:
             return
-
-
-def execute_batch(
-    job: JobDefinition, instance: DagsterInstance, batch: str, config: dict[str, Any], engine: str
-) -> tuple[str, bool]:
-    """One run of ``job`` on ``batch``: in this process, or through the engine's executor (``run_id``, success).
-
-    Another engine runs steps in other processes, which rebuild the job from ``definitions.engine_job``; the
-    instance must then be persistent and reachable from them (e.g. a shared DAGSTER_HOME or PostgreSQL).
-    """
-    if engine == "in_process":
-        result = job.execute_in_process(run_config=config, instance=instance, partition_key=batch, raise_on_error=False)
-        return result.run_id, result.success
-    recon = build_reconstructable_job("green_pipeline.definitions", "engine_job", (job.name, engine))
-    with execute_job(recon, instance, run_config=config, tags={"dagster/partition": batch}) as result:
-        return result.run_id, result.success
 
 
 def processed_batches(instance: DagsterInstance) -> set[str]:

@@ -12,8 +12,14 @@ from dataclasses import dataclass
 import pandas as pd
 from pandas.util import hash_pandas_object
 
-from green_pipeline.compression_engines import LIGHTGBM, EngineArtifact, Predict, lightgbm_predictor, load_compiled
-from green_pipeline.errors import InvalidConfigError
+from green_pipeline.compression_engines import (
+    LIGHTGBM,
+    CompiledModel,
+    Predict,
+    compile_model,
+    lightgbm_predictor,
+)
+from green_pipeline.energy import EnergySettings
 from green_pipeline.schema import FeatureSchema
 from green_pipeline.store import DeployedModel
 
@@ -46,21 +52,41 @@ def row_hashes(frame: pd.DataFrame, schema: FeatureSchema) -> pd.Series:
     return hash_pandas_object(features, index=False).astype("uint64")
 
 
-def serving_predictor(model: DeployedModel, num_threads: int = 2) -> tuple[Predict, str]:
-    """The compiled engine stored with the version when it loads here, else LightGBM on the text model.
+@dataclass(frozen=True)
+class ServingEngine:
+    """The predictor serving a version here, its engine, and what building a compiled engine cost in this step."""
 
-    Returns the predictor and the engine's name; a compiled file built for another CPU is rebuilt from the text.
+    predict: Predict
+    engine: str
+    compiled: CompiledModel | None = None
+    fallback_reason: str | None = None
+
+    def as_metadata(self) -> dict[str, object]:
+        """``engine``, where a compiled engine came from and its build cost, or why LightGBM serves instead."""
+        metadata: dict[str, object] = {"engine": self.engine}
+        if self.compiled is not None:
+            build = self.compiled.build
+            metadata |= {"engine_source": self.compiled.source, "engine_build_duration_s": build.duration_s}
+            if build.energy_kwh is not None:
+                metadata["engine_build_energy_kwh"] = build.energy_kwh
+        if self.fallback_reason is not None:
+            metadata["engine_fallback_reason"] = self.fallback_reason
+        return metadata
+
+
+def serving_predictor(model: DeployedModel, energy: EnergySettings, num_threads: int = 2) -> ServingEngine:
+    """The engine compression chose for the version, built here from its verified text, else LightGBM on the text.
+
+    A compiled engine is compiled on this machine, or loaded from this user's engine cache; never from the store.
     """
-    engine = model.metadata.get("engine", {})
-    file_name = engine.get("file")
-    if engine.get("name", LIGHTGBM) == LIGHTGBM or file_name not in model.extra_files:
-        return lightgbm_predictor(model.model_text, num_threads), LIGHTGBM
-    artifact = EngineArtifact(engine["name"], file_name, model.extra_files[file_name], engine.get("target") or "")
-    try:
-        return load_compiled(model.model_text, artifact, num_threads), engine["name"]
-    except InvalidConfigError as exc:
-        logger.warning("version %s: %s; scoring with LightGBM instead", model.version, exc)
-        return lightgbm_predictor(model.model_text, num_threads), LIGHTGBM
+    chosen = model.metadata.get("engine", {}).get("name", LIGHTGBM)
+    if chosen == LIGHTGBM:
+        return ServingEngine(lightgbm_predictor(model.model_text, num_threads), LIGHTGBM)
+    compiled = compile_model(model.model_text, chosen, energy, num_threads)
+    if isinstance(compiled, CompiledModel):
+        return ServingEngine(compiled.predict, compiled.engine, compiled=compiled)
+    logger.warning("version %s: %s; scoring with LightGBM instead", model.version, compiled.reason)
+    return ServingEngine(lightgbm_predictor(model.model_text, num_threads), LIGHTGBM, fallback_reason=compiled.reason)
 
 
 def score_batch(

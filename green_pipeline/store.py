@@ -4,7 +4,8 @@ Layout under ``<url>/models/<name>/``: one folder per version holding ``model.tx
 ``reference.parquet`` (the rows the model was trained on, for drift detection), ``metadata.json``,
 and ``manifest.json`` with the sha256 of each file, written last. ``current.json`` names the serving
 version; it is switched only after the version is complete and verified, and every read verifies the
-checksums before loading. Nothing is ever unpickled.
+checksums before loading. Nothing is ever unpickled, and no machine code is stored or read: a compiled
+engine is built where it serves, from the verified ``model.txt`` (``green_pipeline.compression_engines``).
 
 Concurrent writers (two runs of one batch, a rollback during a run) cannot corrupt each other: a version
 is claimed by creating its ``metadata.json`` exclusively, so two publishers never share a number, and
@@ -19,7 +20,6 @@ import io
 import json
 import posixpath
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +35,8 @@ MODEL_FILE = "model.txt"
 REFERENCE_FILE = "reference.parquet"
 METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "manifest.json"
+#: The files of a version, the only ones read: another file listed in an old manifest (``model.lleaves.o``) is ignored.
+VERSION_FILES = (METADATA_FILE, MODEL_FILE, REFERENCE_FILE)
 POINTER_FILE = "current.json"
 VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
 #: ``promote``'s default: replace whichever version serves (rollback, or a caller that judged nothing).
@@ -51,7 +53,6 @@ class DeployedModel:
     schema: FeatureSchema
     reference: pd.DataFrame
     metadata: dict[str, Any]
-    extra_files: dict[str, bytes]
     #: From the verified manifest; identifies the reference across loads (None for a model built outside a store).
     reference_sha256: str | None = None
 
@@ -95,16 +96,11 @@ class ModelStore:
         schema: FeatureSchema,
         reference: pd.DataFrame,
         metadata: dict[str, Any],
-        extra_files: Mapping[str, bytes] | None = None,
     ) -> str:
         """Write a new complete version (not yet serving) and return its name.
 
-        ``model_text`` is stored byte for byte (a quantized model must not be re-serialized at full precision);
-        ``extra_files`` (e.g. a compiled engine) are checksummed in the manifest like the rest.
+        ``model_text`` is stored byte for byte (a quantized model must not be re-serialized at full precision).
         """
-        reserved = sorted(set(extra_files or {}) & {MODEL_FILE, REFERENCE_FILE, METADATA_FILE, MANIFEST_FILE})
-        if reserved:
-            raise StoreError(f"extra files may not replace the store's own files: {reserved}")
         buffer = io.BytesIO()
         reference.to_parquet(buffer, index=False)
         document = {**metadata, "model_name": self.name, "schema": schema_to_dict(schema)}
@@ -113,7 +109,6 @@ class ModelStore:
             METADATA_FILE: metadata_payload,
             MODEL_FILE: model_text.encode(),
             REFERENCE_FILE: buffer.getvalue(),
-            **dict(extra_files or {}),
         }
         for name, payload in payloads.items():
             if name != METADATA_FILE:
@@ -157,7 +152,6 @@ class ModelStore:
         payloads = self._verified_files(version, expected=expected)
         metadata = json.loads(payloads[METADATA_FILE])
         model_text = payloads[MODEL_FILE].decode()
-        own = {MODEL_FILE, REFERENCE_FILE, METADATA_FILE}
         return DeployedModel(
             version=version,
             model_text=model_text,
@@ -165,12 +159,12 @@ class ModelStore:
             schema=schema_from_dict(metadata["schema"]),
             reference=pd.read_parquet(io.BytesIO(payloads[REFERENCE_FILE])),
             metadata=metadata,
-            extra_files={name: payload for name, payload in payloads.items() if name not in own},
             reference_sha256=expected[REFERENCE_FILE],
         )
 
     def load_current(self) -> DeployedModel | None:
-        return None if self.current_version() is None else self.load()
+        version = self.current_version()  # read once: a promotion in between must not switch the version
+        return None if version is None else self.load(version)
 
     def metadata(self, version: str) -> dict[str, Any]:
         return json.loads(self._verified_files(version, only=(METADATA_FILE,))[METADATA_FILE])
@@ -194,7 +188,12 @@ class ModelStore:
     ) -> dict[str, bytes]:
         expected = expected or self._manifest(version)
         payloads = {}
-        for name in only or tuple(expected):
+        for name in only or VERSION_FILES:
+            if name not in expected:
+                raise StoreIntegrityError(
+                    f"{self._path(version, MANIFEST_FILE)} lists no sha256 for {name}; refusing to load {version}. "
+                    "Roll back to another version with `green-pipeline rollback VERSION`."
+                )
             payload = files.read_bytes(self._path(version, name), self.storage_options)
             if hashlib.sha256(payload).hexdigest() != expected[name]:
                 raise StoreIntegrityError(

@@ -46,7 +46,10 @@ class TrainingSettings:
             "min_data_in_leaf": self.min_data_in_leaf,
             "num_threads": self.num_threads,
             "seed": self.seed,
+            # Reproducible whatever the machine's load: LightGBM otherwise picks row- or column-wise histograms
+            # by timing both, so a busy machine can train another model from the same rows.
             "deterministic": True,
+            "force_col_wise": True,
             "verbosity": -1,
         }
 

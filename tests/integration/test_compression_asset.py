@@ -1,6 +1,5 @@
 """The compressed_model asset in a real Dagster run: candidates table, numeric metadata, a loadable record."""
 
-import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +12,13 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, instance_for_
 from pydantic import TypeAdapter
 
 from green_pipeline import files
-from green_pipeline.compression_engines import EngineArtifact, load_compiled
+from green_pipeline.compression_engines import LLEAVES, LOCAL_CACHE, CompiledModel, compile_model
 from green_pipeline.data import StreamSpec, write_stream
 from green_pipeline.definitions import defs
+from green_pipeline.energy import EnergySettings
 from green_pipeline.records import CompressedModel
 from green_pipeline.runner import process_batches, run_config
+from green_pipeline.store import MANIFEST_FILE, VERSION_FILES
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,8 @@ def _run_first_batch(root: Path, compression: dict) -> dict:
     with instance_for_test() as instance:
         [outcome] = list(process_batches(defs, instance, batches[:1], config))
         assert outcome.success, outcome.error
-        return _compression_metadata(instance, batches[0]) | {"next_batch": str(root / "data" / batches[1])}
+        extra = {"next_batch": str(root / "data" / batches[1]), "store_url": str(root / "store")}
+        return _compression_metadata(instance, batches[0]) | extra
 
 
 def _compression_metadata(instance: DagsterInstance, partition: str) -> dict:
@@ -58,7 +60,7 @@ def _compression_metadata(instance: DagsterInstance, partition: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def compiled_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def compiled_run(tmp_path_factory: pytest.TempPathFactory, engine_cache: Path) -> Iterator[dict]:
     yield _run_first_batch(tmp_path_factory.mktemp("compression"), COMPILE_PAYS)
 
 
@@ -76,19 +78,21 @@ def test_compression_reports_every_candidate_and_keeps_one_within_the_policy_bud
     assert table.count("**chosen**") == 1
 
 
-def test_the_compiled_artefact_travels_in_the_record_and_predicts_like_the_text_model(compiled_run: dict) -> None:
+def test_the_version_names_its_engine_and_stores_no_machine_code_which_stays_in_the_local_cache(
+    compiled_run: dict,
+) -> None:
     stored = json.loads(files.read_bytes(compiled_run["artifact_url"]))
     record = TypeAdapter(CompressedModel).validate_python(stored["value"])
+    version = Path(compiled_run["store_url"], "models", "churn", "v0001")
 
-    assert compiled_run["engine"] == record.engine == "lleaves"
-    assert record.engine_file and record.engine_artifact_b64 and record.engine_target
-    artifact = EngineArtifact(
-        record.engine, record.engine_file, base64.b64decode(record.engine_artifact_b64), record.engine_target
-    )
+    assert compiled_run["engine"] == record.engine == LLEAVES
+    assert sorted(p.name for p in version.iterdir()) == sorted([*VERSION_FILES, MANIFEST_FILE])
+    assert json.loads((version / "metadata.json").read_text())["engine"] == {"name": LLEAVES}
+    served = compile_model(record.model.model_text, record.engine, EnergySettings(enabled=False), num_threads=2)
+    assert isinstance(served, CompiledModel) and served.source == LOCAL_CACHE, "compression's compile was not cached"
     features = record.model.schema.encode(pd.read_parquet(compiled_run["next_batch"]))
-    predict = load_compiled(record.model.model_text, artifact, num_threads=2)
     expected = lgb.Booster(model_str=record.model.model_text).predict(features)
-    np.testing.assert_allclose(predict(features), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(served.predict(features), expected, rtol=0, atol=1e-6)
 
 
 def test_compile_off_keeps_a_lightgbm_model_and_says_it_skipped(tmp_path: Path) -> None:

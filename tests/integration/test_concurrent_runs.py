@@ -139,10 +139,11 @@ def test_two_runs_of_one_batch_train_one_at_a_time_and_keep_their_own_versions(w
         first_training, second_training = sorted(_step_window(instance, o.run_id, "retrained_model") for o in outcomes)
         assert first_training[1] <= second_training[0]  # one training at a time
         assert storage.get_concurrency_info(POOL).active_slot_count == 0  # every slot given back
+        pinned = {o.run_id: _metadata(instance, o.run_id, "drift_report")["champion_version"] for o in outcomes}
         promotions = sorted(
             (_step_window(instance, o.run_id, "deployed_model")[1], o.deployed_version)
             for o in outcomes
-            if o.success and _deployment(instance, o.run_id)["promoted"]
+            if o.success and _metadata(instance, o.run_id, "deployed_model")["promoted"]
         )
 
     store = ModelStore(workspace.store_url)
@@ -151,13 +152,16 @@ def test_two_runs_of_one_batch_train_one_at_a_time_and_keep_their_own_versions(w
     publisher = {store.load(v).metadata["lineage"]["dagster_run_id"]: v for v in ("v0002", "v0003")}
     assert set(publisher) == {o.run_id for o in outcomes}
     assert all(o.deployed_version == publisher[o.run_id] for o in outcomes if o.success)
-    # Step outputs are stored per asset and partition, so each run may read an artefact the other just replaced
-    # (atomically): harmless because the same batch trains the same model (seeded split, deterministic LightGBM).
+    # Each run pinned the champion its drift report judged against (v0001: both reports were made before either
+    # run trained) and read only its own step outputs, so both trained the same model from the same rows.
+    for outcome in outcomes:
+        lineage = store.load(publisher[outcome.run_id]).metadata["lineage"]
+        assert lineage["parent_version"] == pinned[outcome.run_id] == "v0001"
     assert store.load("v0002").model_text == store.load("v0003").model_text
     # The last promotion serves, complete and verified.
     assert store.load().version == store.current_version() == (promotions[-1][1] if promotions else "v0001")
 
 
-def _deployment(instance: DagsterInstance, run_id: str) -> dict[str, object]:
-    (event,) = [e for e in run_materializations(instance, run_id) if e.step_key == "deployed_model"]
+def _metadata(instance: DagsterInstance, run_id: str, step: str) -> dict[str, object]:
+    (event,) = [e for e in run_materializations(instance, run_id) if e.step_key == step]
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}

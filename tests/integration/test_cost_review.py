@@ -1,20 +1,26 @@
 """The energy ledger asset and the asset checks, on real runs."""
 
-import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
+import logging
 
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance
+
+from green_pipeline.assets.deployment import deployed_model
+from green_pipeline.assets.scoring import predictions
 from green_pipeline.definitions import defs
+from green_pipeline.ledger import run_materializations
 from green_pipeline.runner import process_batches
 from green_pipeline.store import ModelStore
 
 pytestmark = pytest.mark.integration
 
 
-def _check_results(instance: DagsterInstance, run_id: str) -> dict[tuple[str, str | None], bool]:
+def _check_results(instance: DagsterInstance, run_id: str) -> dict[str, bool]:
+    """Each check's verdict in one batch's run (the checks judge their run's own materialization)."""
     results = {}
     for event in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = event.dagster_event.event_specific_data
-        results[(evaluation.check_name, evaluation.partition)] = evaluation.passed
+        results[evaluation.check_name] = evaluation.passed
     return results
 
 
@@ -31,7 +37,7 @@ def test_ledger_reports_totals_avoided_energy_and_a_chart(processed) -> None:
     assert values["energy_per_1k_predictions_kwh"].value > 0
     assert values["chart"].value.startswith("![energy and quality per batch](data:image/png;base64,iVBOR")
     assert "drift_report" in values["per_asset"].value
-    assert _check_results(instance, result.run_id) == {("energy_budget_per_run", None): True}
+    assert _check_results(instance, result.run_id) == {"energy_budget_per_run": True}
 
 
 def _retrain_energy(instance: DagsterInstance, run_id: str) -> float:
@@ -45,19 +51,45 @@ def _retrain_energy(instance: DagsterInstance, run_id: str) -> float:
 
 
 def test_drift_check_warns_only_on_the_drifted_batch(processed) -> None:
-    workspace, instance, outcomes = processed
-    assert _check_results(instance, outcomes[1].run_id)[("drift_below_threshold", workspace.batches[1])] is True
+    _, instance, outcomes = processed
+    assert _check_results(instance, outcomes[1].run_id) == {
+        "drift_below_threshold": True,
+        "energy_budget_per_month": True,
+    }
     drifted = _check_results(instance, outcomes[2].run_id)
-    assert drifted[("drift_below_threshold", workspace.batches[2])] is False
-    assert drifted[("quality_floor", workspace.batches[2])] is True
+    assert drifted["drift_below_threshold"] is False
+    assert drifted["quality_floor"] is True
 
 
-def test_a_failing_quality_floor_blocks_deployment(workspace, instance: DagsterInstance) -> None:
-    config = workspace.config()
+def test_a_model_under_the_quality_floor_is_rejected_and_the_champion_keeps_serving(
+    workspace, instance: DagsterInstance
+) -> None:
+    """The floor is part of the promotion decision: a normal, visible outcome, never a failed run or a warning."""
+    [first] = process_batches(defs, instance, workspace.batches[:1], workspace.config())
+    assert first.success and ModelStore(workspace.store_url).current_version() == "v0001"
+    config = workspace.config(always_retrain=True)
     config["resources"]["check_thresholds"] = {"config": {"quality_floor_auc": 0.99}}
-    outcome = next(process_batches(defs, instance, workspace.batches[:1], config))
-    assert _check_results(instance, outcome.run_id)[("quality_floor", workspace.batches[0])] is False
-    assert outcome.deployed_version is None
-    assert ModelStore(workspace.store_url).current_version() is None
-    assert instance.get_latest_materialization_event(AssetKey("deployed_model")) is None
-    assert AssetCheckKey(AssetKey("compressed_model"), "quality_floor") in defs.resolve_asset_graph().asset_check_keys
+
+    rejected, following = process_batches(defs, instance, workspace.batches[1:], config)
+
+    assert rejected.success and rejected.retrained and rejected.deployed_version == "v0002"
+    deployment = _metadata(instance, rejected.run_id, deployed_model.key)
+    assert deployment["promoted"] is False and deployment["decision"] == "rejected"
+    auc = deployment["test_auc"]
+    assert f"challenger AUC {auc:.4f} is below the quality floor 0.9900" in deployment["reason"]
+    assert deployment["serving_version"] == rejected.serving_version == "v0001"
+    assert _check_results(instance, rejected.run_id)["quality_floor"] is False
+    assert not _warnings(instance, rejected.run_id)
+    assert following.success and following.served_auc is not None
+    assert _metadata(instance, following.run_id, predictions.key)["model_version"] == "v0001"
+    store = ModelStore(workspace.store_url)
+    assert store.current_version() == "v0001" and store.versions() == ["v0001", "v0002", "v0003"]
+
+
+def _metadata(instance: DagsterInstance, run_id: str, key: AssetKey) -> dict[str, object]:
+    [event] = [e for e in run_materializations(instance, run_id) if e.asset_materialization.asset_key == key]
+    return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+
+
+def _warnings(instance: DagsterInstance, run_id: str) -> list[str]:
+    return [e.message for e in instance.all_logs(run_id) if e.level >= logging.WARNING]

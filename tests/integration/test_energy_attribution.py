@@ -101,7 +101,7 @@ def test_parallel_steps_add_up_to_what_they_use_one_at_a_time(runs: tuple[dict, 
     assert total(parallel, "energy_kwh") == pytest.approx(total(alone, "energy_kwh"), rel=0.15)
     # The CPU part is the same work's CPU time, whatever else runs; the RAM part follows each block's wall time.
     assert total(parallel, "cpu_energy_kwh") == pytest.approx(total(alone, "cpu_energy_kwh"), rel=0.1)
-    assert all(block["energy_status"] == "measured" for block in [*parallel.values(), *alone.values()])
+    assert all(block["energy_status"] == "estimated" for block in [*parallel.values(), *alone.values()])
 
 
 def test_every_materialization_says_how_its_energy_was_attributed(runs: tuple[dict, dict]) -> None:

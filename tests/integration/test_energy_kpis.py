@@ -7,21 +7,26 @@ blocked by the monthly budget, a retrain warned about by it, and a retrain block
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, instance_for_test
+from dagster import AssetKey, AssetMaterialization, DagsterEventType, DagsterInstance, instance_for_test
 from mlflow import MlflowClient
 
+from green_pipeline.budget import Budget, BudgetSettings, BudgetSeverity
 from green_pipeline.cli import main
 from green_pipeline.data import StreamSpec, write_stream
 from green_pipeline.definitions import defs
+from green_pipeline.energy import EnergySettings, EnergyStatus, measure_energy
+from green_pipeline.ledger import retraining_budget_block
 from green_pipeline.runner import BatchOutcome, process_batches, run_config
 from green_pipeline.store import ModelStore
 
@@ -111,7 +116,7 @@ def test_every_version_records_quality_per_kwh_and_energy_per_1k_predictions(pro
         assert metrics["quality_per_kwh"] == pytest.approx((metrics["test_auc"] - baseline) / spent)
         assert metrics["energy_per_1k_predictions_kwh"] > 0
         assert deployed["quality_per_kwh"] == pytest.approx(metrics["quality_per_kwh"])
-        assert deployed["quality_per_kwh_status"] == "measured"
+        assert deployed["quality_per_kwh_status"] == "estimated"
         assert deployed["energy_per_1k_predictions_kwh"] == metrics["energy_per_1k_predictions_kwh"]
     assert "random guessing" in store.metadata("v0001")["metrics"]["auc_gain_baseline"]
     assert store.metadata("v0002")["metrics"]["auc_gain_baseline"] == "champion v0001 on the same test rows"
@@ -129,10 +134,33 @@ def test_an_exhausted_blocking_monthly_budget_skips_retraining_but_not_monitorin
     assert not check.passed and check.severity.value == "ERROR"
     assert check.metadata["budget_kwh"].value == TINY_KWH and check.metadata["spent_kwh"].value > TINY_KWH
     assert check.metadata["effect"].value == "retraining skipped while over budget"
-    assert outcome.success and _metadata(instance, outcome.run_id, "drift_report")["retrain_required"] is True
+    drift = _metadata(instance, outcome.run_id, "drift_report")
+    assert outcome.success and drift["retrain_required"] is True
+    assert drift["energy_status"] == "estimated"  # the month was spent on estimates alone (no RAPL here)
     assert _metadata(instance, outcome.run_id, "retrained_model") is None
     assert _metadata(instance, outcome.run_id, "predictions")["rows_scored"] > 0  # scoring went on
     assert outcome.deployed_version is None and outcome.serving_version == "v0001"
+
+
+def test_a_blocking_monthly_budget_blocks_retraining_on_estimated_figures() -> None:
+    """An estimate is energy spent: a month over its blocking budget on estimates alone stops the next retraining."""
+    with measure_energy(EnergySettings(country_iso_code="FRA")) as step:
+        sum(i * i for i in range(300_000))
+    report = step.report
+    assert report.status == EnergyStatus.ESTIMATED and report.energy_kwh > 0  # no RAPL on this kind of machine
+    with instance_for_test() as instance:
+        instance.report_runless_asset_event(AssetMaterialization("drift_report", metadata=report.as_metadata()))
+        (record,) = instance.fetch_materializations(AssetKey("drift_report"), limit=1).records
+        now = datetime.fromtimestamp(record.timestamp, UTC)  # the month the step was recorded in
+        over = BudgetSettings(
+            per_run=Budget(LARGE_KWH, BudgetSeverity.WARN),
+            per_month=Budget(report.energy_kwh / 2, BudgetSeverity.BLOCK),
+        )
+        reason = retraining_budget_block(instance, "a-new-run", over, now)
+        assert reason is not None and reason.startswith(f"month {now:%Y-%m} (UTC): ") and "over the budget" in reason
+        assert "unmeasured" not in reason  # the estimate was counted, not set aside
+        within = dataclasses.replace(over, per_month=Budget(report.energy_kwh * 2, BudgetSeverity.BLOCK))
+        assert retraining_budget_block(instance, "a-new-run", within, now) is None
 
 
 def test_an_exhausted_warning_monthly_budget_lets_the_run_retrain(processed: Processed) -> None:
@@ -197,7 +225,7 @@ def test_each_training_is_logged_to_mlflow_with_its_energy(processed: Processed)
             sum(metrics[f"attempt_{s}_emissions_kg_co2eq"] for s in attempts)
         )
         assert metrics["energy_kwh"] > 0 and metrics["emissions_kg_co2eq"] > 0
-        assert tags["energy_status"] == "measured"
+        assert tags["energy_status"] == "estimated"  # no RAPL counters on this kind of machine
 
 
 def test_the_default_install_never_imports_mlflow() -> None:

@@ -8,14 +8,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInvalidConfigError, validate_run_config
+from dagster import DagsterInvalidConfigError, Definitions, validate_run_config
+from dagster_k8s import k8s_job_executor
 
-from green_pipeline.definitions import engine_job
+from green_pipeline.assets.jobs import batch_jobs
+from green_pipeline.definitions import defs
 
 pytestmark = pytest.mark.integration
 
 RUN_CONFIG = Path(__file__).parents[2] / "deploy" / "k8s" / "run_config.yaml"
 BATCH_JOBS = ("green_pipeline_job", "monitoring_job", "retraining_job")
+#: The pipeline job as a k8s code location carries it, built without reloading the definitions.
+K8S_PIPELINE_JOB = Definitions(
+    jobs=[batch_jobs(k8s_job_executor)[0]], assets=defs.assets, resources=defs.resources
+).resolve_job_def("green_pipeline_job")
 S3_ENV = {"AWS_ACCESS_KEY_ID": "id-from-the-secret", "AWS_SECRET_ACCESS_KEY": "key-from-the-secret"}
 
 #: What a k8s deployment runs: the code location loaded with GREEN_PIPELINE_EXECUTOR=k8s (as the image sets it).
@@ -54,7 +60,7 @@ def test_s3_credentials_come_from_the_secret_environment(run_config: dict, monke
     assert run_config["execution"]["config"]["env_secrets"] == ["green-pipeline-s3"]
     for name, value in S3_ENV.items():
         monkeypatch.setenv(name, value)
-    resolved = validate_run_config(engine_job("green_pipeline_job", "k8s"), run_config)
+    resolved = validate_run_config(K8S_PIPELINE_JOB, run_config)
     assert resolved["resources"]["object_storage"]["config"]["secret_access_key"] == S3_ENV["AWS_SECRET_ACCESS_KEY"]
     execution = resolved["execution"]["k8s"]  # the processed config names the executor it configured
     assert execution["max_concurrent"] == 2
@@ -62,7 +68,7 @@ def test_s3_credentials_come_from_the_secret_environment(run_config: dict, monke
 
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(DagsterInvalidConfigError, match="AWS_SECRET_ACCESS_KEY"):
-        validate_run_config(engine_job("green_pipeline_job", "k8s"), run_config)
+        validate_run_config(K8S_PIPELINE_JOB, run_config)
 
 
 def test_a_misspelt_executor_setting_is_rejected(run_config: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,4 +76,4 @@ def test_a_misspelt_executor_setting_is_rejected(run_config: dict, monkeypatch: 
         monkeypatch.setenv(name, value)
     run_config["execution"]["config"]["max_concurent"] = run_config["execution"]["config"].pop("max_concurrent")
     with pytest.raises(DagsterInvalidConfigError, match="max_concurent"):
-        validate_run_config(engine_job("green_pipeline_job", "k8s"), run_config)
+        validate_run_config(K8S_PIPELINE_JOB, run_config)

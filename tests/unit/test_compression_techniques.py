@@ -17,15 +17,7 @@ from green_pipeline.compression import (
     cost_basis,
     select_candidate,
 )
-from green_pipeline.compression_engines import (
-    LLEAVES,
-    CompiledModel,
-    EngineArtifact,
-    EngineUnavailable,
-    compile_model,
-    lightgbm_predictor,
-    load_compiled,
-)
+from green_pipeline.compression_engines import COMPILED_HERE, LLEAVES
 from green_pipeline.compression_measure import (
     DURATION_BASIS,
     ENERGY_BASIS,
@@ -51,6 +43,8 @@ BUDGET = 0.01
 #: Short timings keep the suite fast; energy is still measured around every timed prediction.
 FAST = CompressionSettings(auc_budget=BUDGET, timing_rows=5_000, min_timing_s=0.05)
 ENERGY = EnergySettings()
+#: compress_model compiles with lleaves here: into this module's engine cache, not the user's.
+pytestmark = pytest.mark.usefixtures("engine_cache")
 
 
 def _auc(model_text: str, model: TrainedModel, schema: FeatureSchema) -> float:
@@ -66,19 +60,6 @@ def teacher_text(day0_model: TrainedModel) -> str:
 @pytest.fixture(scope="module")
 def quantized_text(teacher_text: str) -> str:
     return quantize_model_text(teacher_text)
-
-
-@pytest.fixture(scope="module")
-def small_text(day0_model: TrainedModel) -> str:
-    """A few quantized trees: compile time grows with the model, and these tests are about the engine."""
-    return quantize_model_text(day0_model.result.booster.model_to_string(num_iteration=8))
-
-
-@pytest.fixture(scope="module")
-def compiled(small_text: str) -> CompiledModel:
-    result = compile_model(small_text, LLEAVES, EnergySettings(enabled=False), num_threads=2)
-    assert isinstance(result, CompiledModel), result
-    return result
 
 
 def test_a_smaller_retrain_has_fewer_leaves_and_stays_within_the_budget(
@@ -136,37 +117,6 @@ def test_a_quantized_model_can_still_be_warm_started(
     assert warm.num_trees() == init_model.num_trees() + 3
 
 
-def test_lleaves_predicts_like_lightgbm_and_its_artefact_reloads(
-    day0_model: TrainedModel, schema: FeatureSchema, small_text: str, compiled: CompiledModel
-) -> None:
-    features = schema.encode(day0_model.split.test)
-    expected = lightgbm_predictor(small_text, num_threads=2)(features)
-
-    reloaded = load_compiled(small_text, compiled.artifact, num_threads=2)
-
-    assert compiled.artifact.file_name == "model.lleaves.o" and compiled.artifact.payload
-    np.testing.assert_allclose(compiled.predict(features), expected, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(reloaded(features), expected, rtol=0, atol=1e-6)
-
-
-def test_an_artefact_compiled_for_another_cpu_is_rebuilt_from_the_text_model(
-    day0_model: TrainedModel, schema: FeatureSchema, small_text: str
-) -> None:
-    foreign = EngineArtifact(LLEAVES, "model.lleaves.o", b"not machine code for this CPU", target="another-cpu")
-    features = schema.encode(day0_model.split.test)
-
-    predict = load_compiled(small_text, foreign, num_threads=2)
-
-    np.testing.assert_allclose(predict(features), lightgbm_predictor(small_text, 2)(features), atol=1e-6)
-
-
-def test_an_engine_that_is_not_installed_is_reported_unavailable_with_the_reason(small_text: str) -> None:
-    result = compile_model(small_text, "tl2cgen", ENERGY, num_threads=2)
-
-    assert isinstance(result, EngineUnavailable)
-    assert "tl2cgen" in result.reason and "lleaves" in result.reason
-
-
 def test_missing_lleaves_is_reported_unavailable_and_never_chosen(
     monkeypatch: pytest.MonkeyPatch, day0_model: TrainedModel, schema: FeatureSchema
 ) -> None:
@@ -180,8 +130,6 @@ def test_missing_lleaves_is_reported_unavailable_and_never_chosen(
     assert compiled.unavailable_reason is not None and "lleaves is not installed" in compiled.unavailable_reason
     settings = CompressionSettings(expected_predictions=10**12)
     assert select_candidate([source, compiled], source.holdout_auc or 0.0, settings, ENERGY_BASIS) is source
-    with pytest.raises(InvalidConfigError, match="cannot load the compiled model"):
-        load_compiled(source.model_text, None, num_threads=2)
 
 
 def _candidate(name: str, auc: float, kwh_per_1k: float | None, size: int, build_kwh: float = 0.0) -> Candidate:
@@ -260,6 +208,7 @@ def test_compress_model_measures_every_technique_and_keeps_the_cheapest_within_t
     assert outcome.cost_per_1k(outcome.chosen) <= cheapest * (1 + settings.tie_tolerance)
     assert outcome.size_ratio < 1.0
     assert outcome.compile_status.startswith("compiled ")
+    assert outcome.candidates[5].build_source == COMPILED_HERE
     table = candidates_table(outcome)
     assert table.count("\n") == len(outcome.candidates) + 1 and "**chosen**" in table
 
@@ -271,4 +220,4 @@ def test_compress_model_with_compile_off_says_it_skipped(day0_model: TrainedMode
 
     assert outcome.compile_status == "skipped: compile_engine is off"
     assert all(c.engine == "lightgbm" for c in outcome.candidates)
-    assert outcome.chosen.artifact is None
+    assert outcome.chosen.build_source is None

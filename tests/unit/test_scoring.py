@@ -1,15 +1,21 @@
-"""Batch scoring through the prediction cache, with LightGBM and with a stored compiled engine."""
+"""Batch scoring through the prediction cache, with LightGBM and with an engine compiled where it serves."""
 
-import base64
+import hashlib
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from green_pipeline.compression_engines import LIGHTGBM, LLEAVES, CompiledModel, compile_model, lightgbm_predictor
+from green_pipeline.compression_engines import (
+    CACHE_HOME_ENV,
+    COMPILED_HERE,
+    LIGHTGBM,
+    LLEAVES,
+    LOCAL_CACHE,
+    engine_cache_dir,
+    lightgbm_predictor,
+)
 from green_pipeline.energy import EnergySettings
-from green_pipeline.records import CandidateModel, CompressedModel
-from green_pipeline.release import engine_files
 from green_pipeline.scoring import score_batch, serving_predictor
 from green_pipeline.store import ModelStore
 
@@ -42,38 +48,52 @@ def test_the_label_and_other_columns_do_not_change_a_rows_cache_key(day0_model, 
     assert score_batch(predict, schema, relabelled, score_batch(predict, schema, batch, None).cache).hit_rate == 1.0
 
 
-def test_a_stored_compiled_engine_scores_like_lightgbm(tmp_path, day0_model, schema, make_clean_batch) -> None:
+def test_a_version_compressed_to_lleaves_is_compiled_here_from_its_text_and_scores_like_lightgbm(
+    tmp_path, engine_cache, day0_model, schema, make_clean_batch
+) -> None:
     model_text = day0_model.result.booster.model_to_string()
-    compiled = compile_model(model_text, LLEAVES, EnergySettings(enabled=False), 1)
-    assert isinstance(compiled, CompiledModel), compiled
-    artifact = compiled.artifact
-    record = CompressedModel(
-        model=CandidateModel("b", model_text, schema, "full_retrain", None, 1, 1, 1),  # type: ignore[arg-type]
-        technique="lleaves",
-        trees_before=1,
-        auc_before=0.8,
-        auc_after=0.8,
-        test_auc=0.8,
-        size_bytes_before=1,
-        size_bytes_after=1,
-        engine=LLEAVES,
-        engine_file=artifact.file_name,
-        engine_artifact_b64=base64.b64encode(artifact.payload).decode(),
-        engine_target=artifact.target,
-    )
     store = ModelStore(str(tmp_path))
-    metadata = {"engine": {"name": LLEAVES, "file": artifact.file_name, "target": artifact.target}}
-    store.promote(store.publish(model_text, schema, make_clean_batch(0), metadata, engine_files(record)))
-    deployed = store.load()
-    assert deployed.extra_files[artifact.file_name] == artifact.payload
-    predict, engine = serving_predictor(deployed)
-    assert engine == LLEAVES
+    store.promote(store.publish(model_text, schema, make_clean_batch(0), {"engine": {"name": LLEAVES}}))
+
+    built, reloaded = (serving_predictor(store.load(), EnergySettings()) for _ in range(2))
+
+    assert built.engine == reloaded.engine == LLEAVES
+    compiled = built.as_metadata()
+    assert compiled["engine_source"] == COMPILED_HERE and compiled["engine_build_energy_kwh"] > 0
+    assert reloaded.as_metadata()["engine_source"] == LOCAL_CACHE
+    assert [path.name.split("-")[0] for path in engine_cache.iterdir()] == [
+        hashlib.sha256(model_text.encode()).hexdigest()
+    ]
     batch = make_clean_batch(1)
     reference = score_batch(lightgbm_predictor(model_text, 2), schema, batch, None).predictions["score"]
-    np.testing.assert_allclose(score_batch(predict, schema, batch, None).predictions["score"], reference, atol=1e-6)
+    for serving in (built, reloaded):
+        scores = score_batch(serving.predict, schema, batch, None).predictions["score"]
+        np.testing.assert_allclose(scores, reference, atol=1e-6)
+
+
+def test_an_engine_that_cannot_be_built_here_falls_back_to_lightgbm_and_says_why(
+    monkeypatch, tmp_path, day0_model, schema, make_clean_batch
+) -> None:
+    monkeypatch.setenv(CACHE_HOME_ENV, str(tmp_path / "cache-home"))
+    engine_cache_dir().mkdir(parents=True)
+    engine_cache_dir().chmod(0o777)
+    model_text = day0_model.result.booster.model_to_string()
+    store = ModelStore(str(tmp_path / "store"))
+    store.promote(store.publish(model_text, schema, make_clean_batch(0), {"engine": {"name": LLEAVES}}))
+
+    serving = serving_predictor(store.load(), EnergySettings(enabled=False))
+
+    assert serving.engine == LIGHTGBM and serving.compiled is None
+    reason = serving.as_metadata()["engine_fallback_reason"]
+    assert str(engine_cache_dir()) in reason and "writable by group or others" in reason
+    batch = make_clean_batch(1)
+    np.testing.assert_allclose(
+        serving.predict(schema.encode(batch)), day0_model.result.booster.predict(schema.encode(batch))
+    )
 
 
 def test_a_version_without_engine_scores_with_lightgbm(tmp_path, day0_model, schema, make_clean_batch) -> None:
     store = ModelStore(str(tmp_path))
     store.promote(store.publish(day0_model.result.booster.model_to_string(), schema, make_clean_batch(0), {}))
-    assert serving_predictor(store.load())[1] == LIGHTGBM
+    serving = serving_predictor(store.load(), EnergySettings(enabled=False))
+    assert serving.as_metadata() == {"engine": LIGHTGBM}

@@ -4,7 +4,8 @@ moto checks every request's signature here (its IAM authentication switched on),
 generated, so the run succeeds only if the secret really reached s3fs. Then everything the run left behind is
 searched for the key id and the secret: every event record (serialized), the run config stored with each run,
 every file of the Dagster instance (SQLite storage, compute logs), the process's stdout and stderr, asset
-metadata, and every object in the bucket (artefacts, reports, model store).
+metadata, and every object in the bucket (artefacts, reports, model store). The same runs and search with the
+credentials written in plain run config do find them, so "found nowhere" is a result the search can fail.
 """
 
 from __future__ import annotations
@@ -70,35 +71,71 @@ def test_credentials_given_as_env_vars_appear_in_no_log_event_metadata_or_file(
     key, secret = credentials
     monkeypatch.setenv(KEY_ENV, key)
     monkeypatch.setenv(SECRET_ENV, secret)
-    bucket = s3_server.new_bucket(key, secret)
-    batches = write_stream(STREAM, f"s3://{bucket}/incoming", s3_server.options(key, secret))
+    bucket, batches = _bucket_with_batches(s3_server, key, secret)
     with pytest.raises(PermissionError):  # the server does check the secret
         s3_server.fs(key, "not-the-secret").ls(bucket)
     storage = {"endpoint_url": s3_server.endpoint, "access_key_id": {"env": KEY_ENV}}
     storage |= {"secret_access_key": {"env": SECRET_ENV}}
+
+    records = _run_and_collect(s3_server, bucket, storage, batches, tmp_path, capfd, (key, secret))
+
+    stored_run_configs = [text for name, text in records if name.startswith("run config")]
+    assert len(stored_run_configs) == 2  # names, never values:
+    assert all(KEY_ENV in text and SECRET_ENV in text for text in stored_run_configs)
+    assert not _leaks(records, key, secret)
+
+
+def test_the_same_search_finds_credentials_put_in_plain_run_config(
+    s3_server: S3Server, credentials: tuple[str, str], capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The positive control of the test above: its search does see a secret that was written down."""
+    key, secret = credentials
+    bucket, batches = _bucket_with_batches(s3_server, key, secret)
+    storage = {"endpoint_url": s3_server.endpoint, "access_key_id": key, "secret_access_key": secret}
+
+    records = _run_and_collect(s3_server, bucket, storage, batches, tmp_path, capfd, (key, secret))
+
+    leaks = _leaks(records, key, secret)
+    assert any(name.startswith("run config ") for name in leaks), leaks
+    assert any(name.startswith("file ") and name.endswith("/history/runs.db") for name in leaks), leaks
+
+
+def _bucket_with_batches(s3_server: S3Server, key: str, secret: str) -> tuple[str, list[str]]:
+    bucket = s3_server.new_bucket(key, secret)
+    return bucket, write_stream(STREAM, f"s3://{bucket}/incoming", s3_server.options(key, secret))
+
+
+def _run_and_collect(
+    s3_server: S3Server,
+    bucket: str,
+    storage: dict[str, object],
+    batches: list[str],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    credentials: tuple[str, str],
+) -> list[tuple[str, str]]:
+    """Run the batches on a new instance, then gather everything the runs left behind, by where it was found."""
     home = tmp_path / "dagster-home"
     home.mkdir()
-
     with instance_for_test(temp_dir=str(home)) as instance:
         outcomes = list(process_batches(defs, instance, batches, s3_server.pipeline_config(bucket, storage)))
         assert [o.success for o in outcomes] == [True, True], [o.error for o in outcomes]
         records = _everything_recorded(instance, [o.run_id for o in outcomes])
-
-    stored_run_configs = [text for name, text in records if name.startswith("run config")]
-    assert all(KEY_ENV in text and SECRET_ENV in text for text in stored_run_configs)  # names, never values
     records += [(f"file {path}", path.read_bytes().decode("latin-1")) for path in home.rglob("*") if path.is_file()]
     scanned = " ".join(name for name, _ in records)
     assert "/compute_logs/" in scanned and "/history/runs/index.db" in scanned  # the instance's files were read
-    fs = s3_server.fs(key, secret)
+    fs = s3_server.fs(*credentials)
     objects = fs.find(bucket)
     assert any("/models/" in path for path in objects) and any("/artifacts/reports/" in path for path in objects)
     records += [(f"s3://{path}", fs.cat_file(path).decode("latin-1")) for path in objects]
     captured = capfd.readouterr()
-    records += [("stdout", captured.out), ("stderr", captured.err)]
+    return [*records, ("stdout", captured.out), ("stderr", captured.err)]
 
-    needles = {key, secret, quote(secret, safe="")}  # also as it would appear in a URL
-    leaks = [name for name, text in records if any(needle in text for needle in needles)]
-    assert not leaks, leaks
+
+def _leaks(records: list[tuple[str, str]], key: str, secret: str) -> list[str]:
+    """Where the key id or the secret (also as it would appear in a URL) was found."""
+    needles = {key, secret, quote(secret, safe="")}
+    return [name for name, text in records if any(needle in text for needle in needles)]
 
 
 def _everything_recorded(instance: DagsterInstance, run_ids: list[str]) -> list[tuple[str, str]]:

@@ -1,0 +1,17 @@
+"""Fixtures shared by unit and integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The module's own engine cache folder: compiled engines never land in the user's ``~/.cache``."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache_home = tmp_path_factory.mktemp("xdg-cache")
+        patch.setenv("XDG_CACHE_HOME", str(cache_home))
+        yield cache_home / "green-pipeline" / "engines"
