@@ -23,6 +23,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check green_pipeline assets sensors tests bench
 	$(BIN)/ruff format --check green_pipeline assets sensors tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The browser test drives Debian's Chromium (a package, not a browser download by a test tool).
 $(CHROMIUM):

@@ -5,30 +5,42 @@ model under the floor, retrained_model skips retraining over a blocking budget);
 """
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetsDefinition,
     MetadataValue,
     asset_check,
 )
 
-from green_pipeline.assets.compression import compressed_model
-from green_pipeline.assets.monitoring import drift_report
-from green_pipeline.assets.reporting import energy_ledger
-from green_pipeline.budget import BudgetSeverity, BudgetStatus
-from green_pipeline.ledger import all_entries, month_budget_status, run_materializations, totals
-from green_pipeline.policy import reaches_floor
-from green_pipeline.resources import CheckThresholds
+from green_pipeline.energy.budget import BudgetSeverity, BudgetStatus
+from green_pipeline.orchestration.ledger import (
+    all_entries,
+    latest_metadata,
+    month_budget_status,
+    run_materializations,
+    totals,
+)
+from green_pipeline.orchestration.metadata import (
+    COMPRESSED_MODEL,
+    DRIFT_REPORT,
+    ENERGY_LEDGER,
+    CompressionRecord,
+    DriftDecision,
+    MetadataRecord,
+)
+from green_pipeline.orchestration.resources import CheckThresholds
+from green_pipeline.training.policy import reaches_floor
+
+R = TypeVar("R", bound=MetadataRecord)
 
 
-@asset_check(asset=drift_report, description="Warns when the drifted share of features reaches the threshold.")
+@asset_check(asset=DRIFT_REPORT, description="Warns when the drifted share of features reaches the threshold.")
 def drift_below_threshold(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    drift = _this_run(context, drift_report)
-    share, threshold = drift.get("drifted_share"), drift["drift_threshold"]
+    drift = _this_run(context, DriftDecision)
+    share, threshold = drift.drifted_share, drift.drift_threshold
     return AssetCheckResult(
         passed=share is None or share < threshold,
         severity=AssetCheckSeverity.WARN,
@@ -37,15 +49,15 @@ def drift_below_threshold(context: AssetCheckExecutionContext) -> AssetCheckResu
 
 
 @asset_check(
-    asset=compressed_model,
+    asset=COMPRESSED_MODEL,
     description="Fails when the compressed model is under the quality floor; deployed_model then rejects it.",
 )
 def quality_floor(context: AssetCheckExecutionContext, check_thresholds: CheckThresholds) -> AssetCheckResult:
-    """Visibility only: the gate is green_pipeline.policy.decide_promotion, so a rejection is an outcome, not a failure.
+    """Visibility only: the gate is training.policy.decide_promotion, so a rejection is an outcome, not a failure.
 
     A blocking check would log "emitted no result" on every batch whose compressed_model is skipped.
     """
-    test_auc = _this_run(context, compressed_model)["test_auc"]
+    test_auc = _this_run(context, CompressionRecord).test_auc
     return AssetCheckResult(
         passed=reaches_floor(test_auc, check_thresholds.quality_floor_auc),
         severity=AssetCheckSeverity.WARN,
@@ -53,30 +65,25 @@ def quality_floor(context: AssetCheckExecutionContext, check_thresholds: CheckTh
     )
 
 
-def _this_run(context: AssetCheckExecutionContext, asset: AssetsDefinition) -> dict[str, Any]:
-    """The metadata ``asset`` was materialized with in the check's own run.
+def _this_run(context: AssetCheckExecutionContext, record: type[R]) -> R:
+    """The record its asset was materialized with in the check's own run.
 
     The checks read the event log rather than load the asset's value: a check declared per partition is a Dagster
     preview feature that warns on every load, and a check without partitions would load every partition's value.
     A check runs only after its asset materialized in the run; a skipped asset skips its checks.
     """
-    events = [
-        event
-        for event in run_materializations(context.instance, context.run.run_id)
-        if event.asset_materialization is not None and event.asset_materialization.asset_key == asset.key
-    ]
-    materialization = events[-1].asset_materialization
-    assert materialization is not None
-    return {key: value.value for key, value in materialization.metadata.items()}
+    found = record.from_steps(latest_metadata(run_materializations(context.instance, context.run.run_id)))
+    assert found is not None, "a check runs only after its asset materialized in the run"
+    return found
 
 
 #: An exceeded ``block`` budget shows as an error; the skipping itself happens in retrained_model (see below).
 SEVERITIES = {BudgetSeverity.WARN: AssetCheckSeverity.WARN, BudgetSeverity.BLOCK: AssetCheckSeverity.ERROR}
 
 
-@asset_check(asset=energy_ledger, description="Flags runs that spent more than the energy budget per run.")
+@asset_check(asset=ENERGY_LEDGER, description="Flags runs that spent more than the energy budget per run.")
 def energy_budget_per_run(context: AssetCheckExecutionContext, check_thresholds: CheckThresholds) -> AssetCheckResult:
-    budget = check_thresholds.budgets().per_run
+    budget = check_thresholds.to_settings().per_run
     runs = totals(all_entries(context.instance), by="run_id")
     over = [r for r in runs if r.energy_kwh > budget.limit_kwh]
     listing = "\n".join(f"- `{r.key}`: {r.energy_kwh * 1e3:.4f} Wh" for r in over[:20]) or "none"
@@ -93,16 +100,16 @@ def energy_budget_per_run(context: AssetCheckExecutionContext, check_thresholds:
 
 
 @asset_check(
-    asset=drift_report,
+    asset=DRIFT_REPORT,
     description="Fails when this UTC month's measured energy exceeds the monthly budget; with severity block, "
     "retraining is skipped until the month ends while monitoring and scoring go on.",
 )
 def energy_budget_per_month(context: AssetCheckExecutionContext, check_thresholds: CheckThresholds) -> AssetCheckResult:
     """Not a Dagster blocking check on purpose: that would also stop scoring and fail the run (and monitoring_job).
 
-    retrained_model evaluates the same budget (green_pipeline.ledger.retraining_budget_block) before training.
+    retrained_model evaluates the same budget (orchestration.ledger.retraining_budget_block) before training.
     """
-    status = month_budget_status(context.instance, check_thresholds.budgets().per_month, datetime.now(UTC))
+    status = month_budget_status(context.instance, check_thresholds.to_settings().per_month, datetime.now(UTC))
     return AssetCheckResult(
         passed=not status.exceeded,
         severity=SEVERITIES[status.budget.severity],

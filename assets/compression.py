@@ -5,52 +5,74 @@ from typing import Any
 
 import lightgbm as lgb
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, Output
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output
 from pydantic import Field
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.compression import (
+from green_pipeline.compression.measure import ENERGY_BASIS
+from green_pipeline.compression.search import (
     RETRAINED_CANDIDATES,
     CompressionOutcome,
     CompressionSettings,
     candidates_table,
     compress_model,
 )
-from green_pipeline.compression_measure import ENERGY_BASIS
-from green_pipeline.evaluation import auc
+from green_pipeline.orchestration.metadata import COMPRESSED_MODEL, RETRAINED_MODEL, VALIDATED_BATCH, CompressionRecord
+from green_pipeline.orchestration.resources import EnergyResource, RetrainPolicy
 from green_pipeline.records import CandidateModel, CompressedModel
-from green_pipeline.resources import EnergyResource, RetrainPolicy
-from green_pipeline.training import split_batch
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.trainer import split_batch
+
+_COMPRESSION = CompressionSettings()
 
 
 class CompressionConfig(Config):
-    """Run settings of the compression step; its AUC budget is ``policy.compression_auc_tolerance``."""
+    """Run settings of the compression step; defaults from ``CompressionSettings``.
+
+    Its AUC budget and threads are the policy's (``compression_auc_tolerance``, ``num_threads``), shared with the
+    other steps.
+    """
 
     compile_engine: str | None = Field(
-        default=None,
+        default=_COMPRESSION.compile_engine,
         description="Engine that compiles the best text model (lleaves); off by default: a compile costs tens of "
         "seconds per retrain here and pays off only over many predictions (see bench/compression.py).",
     )
     expected_predictions: int = Field(
-        default=1_000_000, ge=1, description="Predictions expected before the next retrain; a compile is amortized."
+        default=_COMPRESSION.expected_predictions,
+        ge=1,
+        description="Predictions expected before the next retrain; a compile is amortized.",
     )
-    max_compile_trees: int = Field(default=200, ge=1, description="Larger models are not compiled (compile time).")
-    timing_rows: int = Field(default=5_000, ge=1, description="Rows (held-out rows repeated) timed per candidate.")
-    min_timing_s: float = Field(default=0.1, ge=0.0, description="Shortest timed prediction per candidate.")
+    max_compile_trees: int = Field(
+        default=_COMPRESSION.max_compile_trees, ge=1, description="Larger models are not compiled (compile time)."
+    )
+    timing_rows: int = Field(
+        default=_COMPRESSION.timing_rows, ge=1, description="Rows (held-out rows repeated) timed per candidate."
+    )
+    min_timing_s: float = Field(
+        default=_COMPRESSION.min_timing_s, ge=0.0, description="Shortest timed prediction per candidate."
+    )
 
-    def settings(self, auc_budget: float) -> CompressionSettings:
+    def to_settings(self, policy: RetrainPolicy) -> CompressionSettings:
         return CompressionSettings(
-            auc_budget=auc_budget,
+            auc_budget=policy.compression_auc_tolerance,
             expected_predictions=self.expected_predictions,
             compile_engine=self.compile_engine or None,
             max_compile_trees=self.max_compile_trees,
             timing_rows=self.timing_rows,
             min_timing_s=self.min_timing_s,
+            num_threads=policy.num_threads,
         )
 
 
-@metered_asset(partitions_def=batch_partitions, group_name="deployment", io_manager_key="artifact_io_manager")
+@metered_asset(
+    key=COMPRESSED_MODEL,
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH), "retrained_model": AssetIn(RETRAINED_MODEL)},
+    partitions_def=batch_partitions,
+    group_name="deployment",
+    io_manager_key="artifact_io_manager",
+)
 def compressed_model(
     context: AssetExecutionContext,
     config: CompressionConfig,
@@ -68,7 +90,7 @@ def compressed_model(
     split = split_batch(validated_batch, schema.label, retrained_model.batch, retrained_model.batch)
     teacher = retrained_model.booster()
     outcome = compress_model(
-        teacher, split.train, split.valid, schema, config.settings(policy.compression_auc_tolerance), energy.settings()
+        teacher, split.train, split.valid, schema, config.to_settings(policy), energy.to_settings()
     )
     chosen_booster = lgb.Booster(model_str=outcome.chosen.model_text)
     compressed = _record(retrained_model, outcome, auc(chosen_booster, split.test, schema))
@@ -106,8 +128,7 @@ def _metadata(outcome: CompressionOutcome, compressed: CompressedModel, test_auc
     """Numbers as numbers (the UI plots them per partition) and the table of every candidate as Markdown."""
     assert outcome.chosen.inference is not None
     metadata: dict[str, Any] = {
-        "technique": compressed.technique,
-        "engine": compressed.engine,
+        **CompressionRecord.of(compressed).as_metadata(),
         "compile_status": outcome.compile_status,
         "candidates": MetadataValue.md(candidates_table(outcome)),
         "cost_basis": outcome.cost_basis,
@@ -123,7 +144,6 @@ def _metadata(outcome: CompressionOutcome, compressed: CompressedModel, test_auc
         "valid_auc_before": compressed.auc_before,
         "valid_auc_after": compressed.auc_after,
         "auc_delta": outcome.auc_delta,
-        "test_auc": compressed.test_auc,
         "test_auc_delta": compressed.test_auc - test_auc_before,
     }
     if compressed.energy_per_1k_predictions_kwh is not None:

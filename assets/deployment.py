@@ -1,28 +1,43 @@
 """Deployment group, second half: publish the compressed model to the store, promote it if it passes the gate."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, Output
+from dagster import AssetExecutionContext, AssetIn, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.ledger import run_entries
-from green_pipeline.mlflow_logging import log_run, release_record
-from green_pipeline.policy import decide_promotion
-from green_pipeline.records import ChampionComparison, CompressedModel, Deployment
-from green_pipeline.release import energy_kpis, release_metadata
-from green_pipeline.resources import (
+from green_pipeline.orchestration.ledger import production_energy
+from green_pipeline.orchestration.metadata import (
+    COMPRESSED_MODEL,
+    DEPLOYED_MODEL,
+    MODEL_EVALUATION,
+    PRODUCING_STEPS,
+    VALIDATED_BATCH,
+    DeploymentRecord,
+)
+from green_pipeline.orchestration.resources import (
     CheckThresholds,
     DatasetResource,
     MlflowTracking,
     ModelStoreResource,
     RetrainPolicy,
 )
+from green_pipeline.records import ChampionComparison, CompressedModel, Deployment
+from green_pipeline.reporting.mlflow_logging import release_record, tracking_metadata
+from green_pipeline.serving.release import energy_kpis, publish_version, release_metadata
+from green_pipeline.training.policy import decide_promotion
 
-#: The steps whose energy produced a version: its quality_per_kwh divides the AUC gain by their sum.
-ENERGY_ATTRIBUTED_ASSETS = ("retrained_model", "compressed_model")
 
-
-@metered_asset(partitions_def=batch_partitions, group_name="deployment", io_manager_key="artifact_io_manager")
+@metered_asset(
+    key=DEPLOYED_MODEL,
+    ins={
+        "validated_batch": AssetIn(VALIDATED_BATCH),
+        "compressed_model": AssetIn(COMPRESSED_MODEL),
+        "model_evaluation": AssetIn(MODEL_EVALUATION),
+    },
+    partitions_def=batch_partitions,
+    group_name="deployment",
+    io_manager_key="artifact_io_manager",
+)
 def deployed_model(
     context: AssetExecutionContext,
     validated_batch: pd.DataFrame,
@@ -36,49 +51,26 @@ def deployed_model(
 ) -> Output[Deployment]:
     """A new version in the store, with its energy KPIs; ``current`` moves to it only if it reaches the quality floor
     and is not worse than the champion. A rejected version stays published and the run succeeds."""
-    tracking = mlflow_tracking.settings()
-    store = model_store.store()
+    tracking = mlflow_tracking.to_settings()
+    run_id = context.op_execution_context.run_id  # also set when a test invokes the asset directly
     decision = decide_promotion(
         model_evaluation.champion_auc,
         compressed_model.test_auc,
         policy.promotion_tolerance_auc,
         check_thresholds.quality_floor_auc,
     )
-    candidate = compressed_model.model
-    energy = {
-        f"{entry.asset}_energy_kwh": entry.energy_kwh
-        for entry in run_entries(context.instance, context.run.run_id)
-        if entry.asset in ENERGY_ATTRIBUTED_ASSETS and entry.partition == context.partition_key
-    }
-    kpis = energy_kpis(compressed_model, model_evaluation, energy, ENERGY_ATTRIBUTED_ASSETS)
-    metadata = release_metadata(
-        compressed_model, model_evaluation, decision, energy, kpis, dataset.data_url, context.run.run_id
+    energy = production_energy(context.instance, run_id, context.partition_key)
+    kpis = energy_kpis(compressed_model, model_evaluation, energy, [step.to_user_string() for step in PRODUCING_STEPS])
+    metadata = release_metadata(compressed_model, model_evaluation, decision, energy, kpis, dataset.data_url, run_id)
+    deployment = publish_version(
+        model_store.store(), compressed_model, validated_batch, metadata, decision, model_evaluation.champion_version
     )
-    version = store.publish(candidate.model_text, candidate.schema, validated_batch, metadata)
-    if decision.promote:
-        # Judged against this champion: if another run promoted meanwhile, StoreConflictError, nothing overwritten.
-        store.promote(version, replacing=model_evaluation.champion_version)
-    deployment = Deployment(
-        version=version,
-        promoted=decision.promote,
-        reason=decision.reason,
-        serving_version=store.current_version(),
-    )
-    context.log.info(f"{version}: {decision.reason}")
-    tracked = {}
-    if tracking is not None:
-        record = release_record(compressed_model, model_evaluation, deployment, kpis, context.run.run_id)
-        tracked = log_run(tracking, record).as_metadata()
+    context.log.info(f"{deployment.version}: {decision.reason}")
+    record = release_record(compressed_model, model_evaluation, deployment, kpis, run_id)
     return Output(
         deployment,
         metadata={
-            "version": version,
-            "promoted": decision.promote,
-            "decision": decision.outcome,
-            "reason": decision.reason,
-            "serving_version": deployment.serving_version or "none",
-            "test_auc": compressed_model.test_auc,
-            **kpis.as_metadata(),
-            **tracked,
+            **DeploymentRecord.of(deployment, decision, compressed_model, kpis).as_metadata(),
+            **tracking_metadata(tracking, record),
         },
     )

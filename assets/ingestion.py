@@ -1,18 +1,21 @@
 """Ingestion group: read a batch file from the data URL, then validate it against the model's schema."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
 
-from green_pipeline import files
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.data import load_batch
-from green_pipeline.resources import DatasetResource, ModelStoreResource
-from green_pipeline.schema import batch_columns, infer_schema
-from green_pipeline.validation import ignored_columns_warning, validate_batch
+from green_pipeline.data.batches import load_batch
+from green_pipeline.data.schema import batch_columns, infer_schema
+from green_pipeline.data.validation import ignored_columns_warning, validate_batch
+from green_pipeline.orchestration.metadata import INGESTED_BATCH, VALIDATED_BATCH
+from green_pipeline.orchestration.resources import DatasetResource, ModelStoreResource
+from green_pipeline.store import files
 
 
-@metered_asset(partitions_def=batch_partitions, group_name="ingestion", io_manager_key="artifact_io_manager")
+@metered_asset(
+    key=INGESTED_BATCH, partitions_def=batch_partitions, group_name="ingestion", io_manager_key="artifact_io_manager"
+)
 def ingested_batch(
     context: AssetExecutionContext, dataset: DatasetResource, model_store: ModelStoreResource
 ) -> Output[pd.DataFrame]:
@@ -25,7 +28,7 @@ def ingested_batch(
         max_rows=dataset.max_rows,
         max_bytes=dataset.max_bytes,
         max_memory_bytes=dataset.memory_budget(),
-        columns=batch_columns(model_store.store().current_schema(), dataset.spec()),
+        columns=batch_columns(model_store.store().current_schema(), dataset.to_settings()),
     )
     if batch.unread_columns:
         context.log.warning(f"{source}: {ignored_columns_warning(batch.unread_columns)}")
@@ -43,7 +46,13 @@ def ingested_batch(
     )
 
 
-@metered_asset(partitions_def=batch_partitions, group_name="ingestion", io_manager_key="artifact_io_manager")
+@metered_asset(
+    key=VALIDATED_BATCH,
+    ins={"ingested_batch": AssetIn(INGESTED_BATCH)},
+    partitions_def=batch_partitions,
+    group_name="ingestion",
+    io_manager_key="artifact_io_manager",
+)
 def validated_batch(
     context: AssetExecutionContext,
     ingested_batch: pd.DataFrame,
@@ -52,7 +61,7 @@ def validated_batch(
 ) -> Output[pd.DataFrame]:
     """The batch checked against the serving model's schema (or the dataset config for the first model)."""
     source = _source(dataset, context.partition_key)
-    schema = model_store.store().current_schema() or infer_schema(ingested_batch, dataset.spec(), source)
+    schema = model_store.store().current_schema() or infer_schema(ingested_batch, dataset.to_settings(), source)
     clean, report = validate_batch(ingested_batch, schema, source)
     for warning in report.warnings:
         context.log.warning(f"{source}: {warning}")

@@ -24,6 +24,7 @@ from dagster import (
 )
 
 from green_pipeline.errors import InvalidConfigError
+from green_pipeline.orchestration.metadata import ENERGY_LEDGER, MONITORING_STEPS, RETRAINING_STEPS
 
 EXECUTOR_ENV = "GREEN_PIPELINE_EXECUTOR"
 EXECUTORS = ("in_process", "multiprocess", "k8s")
@@ -36,8 +37,8 @@ MODEL_LANE_TAG = {"green_pipeline/lane": "model"}
 #: S3 unreachable or timing out, is run again after about 1, 3 and 7 s: outages shorter than ~10 s heal alone.
 TRANSIENT_FAULT_RETRIES = RetryPolicy(max_retries=3, delay=1.0, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
-MONITORING_ASSETS = AssetSelection.assets("ingested_batch", "validated_batch", "drift_report", "predictions")
-RETRAINING_ASSETS = AssetSelection.assets("retrained_model", "model_evaluation", "compressed_model", "deployed_model")
+MONITORING_ASSETS = AssetSelection.assets(*MONITORING_STEPS)
+RETRAINING_ASSETS = AssetSelection.assets(*RETRAINING_STEPS)
 
 
 def batch_jobs(executor_def: ExecutorDefinition):  # type: ignore[no-untyped-def]  # its type is not public
@@ -93,7 +94,7 @@ green_pipeline_job, monitoring_job, retraining_job = batch_jobs(
 # Reading the event log is light work: it stays in process whatever the engine.
 energy_ledger_job = define_asset_job(
     "energy_ledger_job",
-    selection=AssetSelection.assets("energy_ledger"),
+    selection=AssetSelection.assets(ENERGY_LEDGER),
     executor_def=in_process_executor,
     description="Refresh the energy ledger (per asset, per run, avoided energy, chart) from the event log.",
 )

@@ -3,20 +3,27 @@
 import dataclasses
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
 
-from green_pipeline import files
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.drift import DriftResult
-from green_pipeline.monitoring import assess_batch, reference_key
+from green_pipeline.drift.assessment import assess_batch, reference_key
+from green_pipeline.drift.detection import DriftResult
+from green_pipeline.orchestration.metadata import DRIFT_REPORT, VALIDATED_BATCH, DriftDecision
+from green_pipeline.orchestration.resources import ArtifactStorage, ModelStoreResource, RetrainPolicy
 from green_pipeline.records import DriftAssessment
-from green_pipeline.resources import ArtifactStorage, ModelStoreResource, RetrainPolicy
+from green_pipeline.store import files
 
 TOP_DRIFTED_COLUMNS = 5
 
 
-@metered_asset(partitions_def=batch_partitions, group_name="monitoring", io_manager_key="artifact_io_manager")
+@metered_asset(
+    key=DRIFT_REPORT,
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH)},
+    partitions_def=batch_partitions,
+    group_name="monitoring",
+    io_manager_key="artifact_io_manager",
+)
 def drift_report(
     context: AssetExecutionContext,
     validated_batch: pd.DataFrame,
@@ -41,22 +48,9 @@ def drift_report(
 
 
 def drift_metadata(assessment: DriftAssessment) -> dict[str, object]:
+    """The decision as the contract writes it (``DriftDecision``), and what the UI shows beside it."""
     drift = assessment.drift
-    metadata: dict[str, object] = {
-        "drift_threshold": drift.threshold,
-        "drifted_columns": drift.drifted_count,
-        "columns_tested": drift.column_count,
-        "reference_rows": drift.reference_rows,
-        "current_rows": drift.current_rows,
-        "retrain_required": assessment.decision.retrain,
-        "decision": assessment.decision.reason,
-        "champion_version": assessment.champion_version or "none",
-    }
-    if drift.drifted_share is not None:
-        metadata["drifted_share"] = drift.drifted_share
-    if assessment.champion_auc is not None and assessment.champion_deployed_auc is not None:
-        metadata["champion_auc"] = assessment.champion_auc
-        metadata["champion_auc_drop"] = assessment.champion_deployed_auc - assessment.champion_auc
+    metadata: dict[str, object] = DriftDecision.of(assessment).as_metadata()
     if assessment.report_url:
         metadata["report_path"] = MetadataValue.path(assessment.report_url)
     if drift.sample is not None:

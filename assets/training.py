@@ -4,16 +4,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.carbon_deferral import deferral_metadata, measured_total
-from green_pipeline.evaluation import auc
-from green_pipeline.ledger import retraining_budget_block
-from green_pipeline.mlflow_logging import log_run, training_record
-from green_pipeline.records import CandidateModel, ChampionComparison, DriftAssessment
-from green_pipeline.resources import (
+from green_pipeline.carbon.deferral import deferral_metadata
+from green_pipeline.orchestration.ledger import retraining_budget_block
+from green_pipeline.orchestration.metadata import (
+    DRIFT_REPORT,
+    MODEL_EVALUATION,
+    RETRAINED_MODEL,
+    VALIDATED_BATCH,
+    TrainingRecord,
+)
+from green_pipeline.orchestration.resources import (
     CarbonAwareScheduling,
     CheckThresholds,
     DatasetResource,
@@ -22,12 +26,16 @@ from green_pipeline.resources import (
     ModelStoreResource,
     RetrainPolicy,
 )
-from green_pipeline.retraining import plan_for, retrain
-from green_pipeline.schema import infer_schema
-from green_pipeline.training import split_batch
+from green_pipeline.records import CandidateModel, ChampionComparison, DriftAssessment
+from green_pipeline.reporting.mlflow_logging import tracking_metadata, training_record
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.retraining import retrain_batch
+from green_pipeline.training.trainer import split_batch
 
 
 @metered_asset(
+    key=RETRAINED_MODEL,
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH), "drift_report": AssetIn(DRIFT_REPORT)},
     partitions_def=batch_partitions,
     group_name="training",
     io_manager_key="artifact_io_manager",
@@ -51,64 +59,44 @@ def retrained_model(
 
     The cheapest strategy expected to recover quality is tried first, escalating while the quality bar is
     missed; otherwise nothing is materialized and Dagster shows this step, and everything after it, skipped.
-    A blocking energy budget that is exhausted skips it the same way (check_thresholds, green_pipeline.budget).
+    A blocking energy budget that is exhausted skips it the same way (check_thresholds, green_pipeline.energy.budget).
     """
     if not drift_report.decision.retrain:
         context.log.info(f"Retraining skipped: {drift_report.decision.reason}")
         return
-    budgets = check_thresholds.budgets()
-    blocked = retraining_budget_block(context.instance, context.run.run_id, budgets, datetime.now(UTC))
+    op = context.op_execution_context  # its run id and tags are set too when a test calls the asset directly
+    blocked = retraining_budget_block(context.instance, op.run_id, check_thresholds.to_settings(), datetime.now(UTC))
     if blocked:
         context.log.warning(f"Retraining skipped, a blocking energy budget is exhausted: {blocked}")
         return
-    tracking = mlflow_tracking.settings()  # raises before any training if MLflow is configured but not installed
+    tracking = mlflow_tracking.to_settings()  # raises before any training if MLflow is configured but not installed
     started = datetime.now(UTC)  # the intensity the run actually met, for runs the drift sensor timed
     champion = model_store.champion(drift_report.champion_version) if drift_report.champion_version else None
-    # The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
-    schema = champion.schema if champion else infer_schema(validated_batch, dataset.spec(), context.partition_key)
-    split = split_batch(validated_batch, schema.label, context.partition_key, context.partition_key)
-    rules = policy.strategy_rules()
-    plan = plan_for(drift_report, len(validated_batch), policy.quality_drop_threshold_auc, policy.always_retrain, rules)
-    # Each attempt is measured on its own, with the settings that meter the whole step.
-    settings = policy.training_settings()
-    outcome = retrain(split, schema, champion, plan, rules, settings, energy.settings())
-    result = outcome.result
-    context.log.info(f"{result.strategy.value}: {outcome.reason}")
-    candidate = CandidateModel(
-        batch=context.partition_key,
-        model_text=result.booster.model_to_string(),
-        schema=schema,
-        strategy=result.strategy,
-        parent_version=champion.version if champion else None,
-        trees=result.trees,
-        new_trees=result.new_trees,
-        train_rows=result.train_rows,
+    spec, settings = dataset.to_settings(), policy.training_settings()
+    retrained = retrain_batch(
+        validated_batch, drift_report, champion, spec, policy.thresholds(), settings, energy.to_settings()
     )
-    tracked = {}
-    if tracking is not None:
-        tracked = log_run(tracking, training_record(outcome, candidate, settings, context.run.run_id)).as_metadata()
+    outcome = retrained.outcome
+    context.log.info(f"{outcome.result.strategy.value}: {outcome.reason}")
     yield Output(
-        candidate,
+        retrained.candidate,
         metadata={
+            **TrainingRecord.of(retrained).as_metadata(),
             **outcome.metadata(),
             "attempts_table": MetadataValue.md(outcome.attempts_table()),
-            "trees": result.trees,
-            "new_trees": result.new_trees,
-            "train_rows": result.train_rows,
-            "valid_auc": result.valid_auc,
-            "parent_version": candidate.parent_version or "none",
-            **tracked,
-            **deferral_metadata(
-                context.run.tags,
-                carbon_aware.intensity_provider,
-                started,
-                measured_total(attempt.energy.energy_kwh for attempt in outcome.attempts),
-            ),
+            **tracking_metadata(tracking, training_record(outcome, retrained.candidate, settings, op.run_id)),
+            **deferral_metadata(op.run_tags, carbon_aware.intensity_provider, started, outcome.energy_kwh),
         },
     )
 
 
-@metered_asset(partitions_def=batch_partitions, group_name="training", io_manager_key="artifact_io_manager")
+@metered_asset(
+    key=MODEL_EVALUATION,
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH), "retrained_model": AssetIn(RETRAINED_MODEL)},
+    partitions_def=batch_partitions,
+    group_name="training",
+    io_manager_key="artifact_io_manager",
+)
 def model_evaluation(
     validated_batch: pd.DataFrame, retrained_model: CandidateModel, model_store: ModelStoreResource
 ) -> Output[ChampionComparison]:

@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from green_pipeline.compression import CompressionOutcome, CompressionSettings, candidates_table, compress_model
-from green_pipeline.compression_engines import (
+from green_pipeline.compression.engines import (
     LIGHTGBM,
     LLEAVES,
     CompiledModel,
@@ -36,11 +35,12 @@ from green_pipeline.compression_engines import (
     compile_model,
     lightgbm_predictor,
 )
-from green_pipeline.compression_measure import InferenceFigures, measure_inference
-from green_pipeline.data import LABEL, StreamSpec, generate_day
-from green_pipeline.energy import EnergySettings
-from green_pipeline.schema import DatasetSpec, FeatureSchema, infer_schema
-from green_pipeline.training import BatchSplit, TrainingSettings, split_batch
+from green_pipeline.compression.measure import InferenceFigures, measure_inference
+from green_pipeline.compression.search import CompressionOutcome, CompressionSettings, candidates_table, compress_model
+from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
+from green_pipeline.energy.measurement import EnergySettings
+from green_pipeline.training.trainer import BatchSplit, TrainingSettings, split_batch
 
 ENERGY = EnergySettings()
 #: The pipeline's learning rate and leaves (``RetrainPolicy``), without early stopping.
@@ -48,7 +48,6 @@ TEACHER = TrainingSettings()
 AUC_BUDGET = 0.01
 TARGETS = {"size_ratio_max": 0.2, "speedup_min": 5.0, "auc_delta_min": -AUC_BUDGET}
 BATCH_ROWS = 100_000
-NUM_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,6 @@ def main() -> None:
         compile_engine=LLEAVES,
         timing_rows=BATCH_ROWS,
         min_timing_s=1.0,
-        num_threads=NUM_THREADS,
     )
     outcome = compress_model(teacher, split.train, split.valid, schema, settings, ENERGY)
     print(f"\ncandidates on {len(split.valid):,} validation rows ({outcome.compile_status}):\n")
@@ -115,7 +113,7 @@ def _head_to_head(outcome: CompressionOutcome, test: pd.DataFrame, schema: Featu
     """Both models on the same unseen rows, timed alternately so drifts of the machine hit both alike."""
     features = schema.encode(test).reset_index(drop=True)
     batch = features.iloc[np.resize(np.arange(len(features)), BATCH_ROWS)].reset_index(drop=True)
-    baseline = lightgbm_predictor(outcome.baseline.model_text, NUM_THREADS)
+    baseline = lightgbm_predictor(outcome.baseline.model_text, outcome.settings.num_threads)
     chosen = _serving_predictor(outcome)
     runs: dict[str, list[InferenceFigures]] = {"baseline": [], "chosen": []}
     for _ in range(repeats):
@@ -132,10 +130,10 @@ def _head_to_head(outcome: CompressionOutcome, test: pd.DataFrame, schema: Featu
 
 def _serving_predictor(outcome: CompressionOutcome) -> Predict:
     """The chosen model as serving would load it: its compiled engine if one won, else LightGBM on the text."""
-    chosen = outcome.chosen
+    chosen, threads = outcome.chosen, outcome.settings.num_threads
     if chosen.engine == LIGHTGBM:
-        return lightgbm_predictor(chosen.model_text, NUM_THREADS)
-    compiled = compile_model(chosen.model_text, chosen.engine, ENERGY, NUM_THREADS)
+        return lightgbm_predictor(chosen.model_text, threads)
+    compiled = compile_model(chosen.model_text, chosen.engine, ENERGY, threads)
     if not isinstance(compiled, CompiledModel):
         raise SystemExit(f"{chosen.name}: compression compiled it, serving cannot: {compiled.reason}")
     return compiled.predict

@@ -6,7 +6,7 @@ deviations. Timed, each once (Evidently's run takes minutes at 1M rows):
 
 * ``evidently_full``: ``Report([DataDriftPreset(columns=...)]).run(cur, ref)``, ``.dict()`` and the HTML, on every
   row (its inputs are prepared outside the timing);
-* ``ours``: ``green_pipeline.drift.detect_drift`` with the default settings (50,000-row samples, HTML report of
+* ``ours``: ``drift.detection.detect_drift`` with the default settings (50,000-row samples, HTML report of
   12 columns), cold (the reference profiled on this call, as on the first batch after a deployment) and warm
   (profile cached: every later batch, the headline);
 * ``numpy_floor``: the same per-column tests (normalised Wasserstein, Jensen-Shannon) in plain NumPy/SciPy on
@@ -48,11 +48,11 @@ from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 from scipy.spatial import distance
 
-from green_pipeline.data import LABEL, StreamSpec, generate_day
-from green_pipeline.drift import DriftResult, detect_drift
-from green_pipeline.drift_sampling import DriftSettings, ReferenceProfiles, evidently_frame, take_sample
-from green_pipeline.schema import DatasetSpec, FeatureSchema, infer_schema
-from green_pipeline.validation import validate_batch
+from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.data.validation import validate_batch
+from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
+from green_pipeline.drift.detection import DriftResult, detect_drift
+from green_pipeline.drift.sampling import DriftSettings, ReferenceProfiles, evidently_frame, take_sample
 
 THRESHOLD = 0.3
 LEVELS = ("a", "b", "c", "d")

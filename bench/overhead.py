@@ -7,7 +7,7 @@
 2. The first measured block in a fresh process (what each step of Dagster's multiprocess or Dask executor pays),
    with the machine's power model cached, without it (cold: first process after boot), and codecarbon's own
    tracker start + stop for comparison (what each step paid before).
-3. The real pipeline (``green_pipeline.runner.process_batches``) on a temporary instance: a model is trained on
+3. The real pipeline (``green_pipeline.app.runner.process_batches``) on a temporary instance: a model is trained on
    a first 100k-row batch, then a second batch of the same distribution is ingested, validated, checked for drift
    (no retrain) and scored; ``no_drift_run_100k_s`` is that run's wall time, with each step's duration. A third
    such batch runs in a fresh process, imports included, as ``dagster dev`` launches each run.
@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from green_pipeline.energy import EnergySettings, measure_energy
+from green_pipeline.energy.measurement import EnergySettings, measure_energy
 
 ENERGY = EnergySettings()
 STEP_ROUNDS = 500_000  # about 0.3 s of CPU work here, the order of the pipeline's shortest steps
@@ -40,7 +40,7 @@ NO_DRIFT_TARGET_S, OVERHEAD_TARGET_S = 15.0, 0.05
 FRESH_BLOCK = """
 import json, time
 t0 = time.perf_counter()
-from green_pipeline.energy import EnergySettings, measure_energy
+from green_pipeline.energy.measurement import EnergySettings, measure_energy
 t1 = time.perf_counter()
 with measure_energy(EnergySettings()) as m:
     pass
@@ -63,8 +63,8 @@ FRESH_RUN = """
 import json, sys, time
 t0 = time.perf_counter()
 from dagster import DagsterInstance
-from green_pipeline.definitions import defs
-from green_pipeline.runner import process_batches
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import process_batches
 root, batch, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 with DagsterInstance.local_temp(tempdir=root + "/instance") as instance:
     outcome = next(process_batches(defs, instance, [batch], config))
@@ -181,11 +181,11 @@ def no_drift_run(rows: int) -> dict[str, Any]:
     """Train on day 0, then time day 1 (same distribution: no drift, no retrain) in process, and day 2 fresh."""
     from dagster import DagsterInstance
 
-    from green_pipeline.cli import QUIET_CONSOLE
-    from green_pipeline.data import StreamSpec, write_stream
-    from green_pipeline.definitions import defs
-    from green_pipeline.ledger import run_materializations
-    from green_pipeline.runner import process_batches, run_config
+    from green_pipeline.app.cli import QUIET_CONSOLE
+    from green_pipeline.app.definitions import defs
+    from green_pipeline.app.runner import process_batches, run_config
+    from green_pipeline.demo.stream import StreamSpec, write_stream
+    from green_pipeline.orchestration.ledger import run_materializations
 
     spec = StreamSpec(days=3, rows_per_day=rows, covariate_shift_day=None, concept_drift_day=None)
     previous = os.getcwd()

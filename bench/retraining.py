@@ -28,7 +28,11 @@ from typing import Any
 import pandas as pd
 from dagster import DagsterInstance
 
-from green_pipeline.data import (
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.report import mean_served_auc
+from green_pipeline.app.runner import process_batches, run_config
+from green_pipeline.data.schema import DatasetSpec, infer_schema
+from green_pipeline.demo.stream import (
     DOMAIN_LABEL,
     LABEL,
     DomainPairSpec,
@@ -37,33 +41,29 @@ from green_pipeline.data import (
     generate_domain_batch,
     write_stream,
 )
-from green_pipeline.definitions import defs
-from green_pipeline.drift import detect_drift
-from green_pipeline.energy import EnergySettings, measure_energy
-from green_pipeline.evaluation import auc
-from green_pipeline.ledger import run_entries
-from green_pipeline.policy import (
+from green_pipeline.drift.assessment import MonitoringThresholds
+from green_pipeline.drift.detection import detect_drift
+from green_pipeline.energy.measurement import EnergySettings, measure_energy
+from green_pipeline.orchestration.ledger import run_entries
+from green_pipeline.store.model_store import DeployedModel
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.policy import (
     QualityDrop,
     RetrainPlan,
     Strategy,
-    StrategyRules,
     choose_final,
     meets_bar,
     plan_retraining,
     quality_bar,
 )
-from green_pipeline.report import mean_served_auc
-from green_pipeline.retraining import Attempt, run_attempt
-from green_pipeline.runner import process_batches, run_config
-from green_pipeline.schema import DatasetSpec, infer_schema
-from green_pipeline.store import DeployedModel
-from green_pipeline.training import BatchSplit, TrainingSettings, full_retrain, reference_sample, split_batch
+from green_pipeline.training.retraining import Attempt, run_attempt
+from green_pipeline.training.trainer import BatchSplit, TrainingSettings, full_retrain, reference_sample, split_batch
 
 ENERGY = EnergySettings()
-#: The pipeline's defaults (``RetrainPolicy``), so the bench measures what the pipeline runs.
-SETTINGS = TrainingSettings(early_stopping_rounds=40)
-RULES = StrategyRules()
-DRIFT_SHARE, QUALITY_DROP = 0.3, 0.05
+#: The pipeline's defaults (``RetrainPolicy`` takes them from these), so the bench measures what the pipeline runs.
+SETTINGS = TrainingSettings()
+THRESHOLDS = MonitoringThresholds()
+RULES = THRESHOLDS.rules
 COMPARED = (Strategy.REFIT, Strategy.WARM_START, Strategy.FULL)
 TRANSFER_SHARE, TRANSFER_SAMPLES = 0.1, 3
 TRAINING_STEPS = ("retrained_model",)
@@ -114,8 +114,8 @@ def make_event(
         reference=previous,
         metadata={"metrics": {"test_auc": deployed_auc}},
     )
-    drift, _ = detect_drift(new, previous, schema, DRIFT_SHARE)
-    quality = QualityDrop(deployed_auc, auc(champion.booster, new, schema), QUALITY_DROP)
+    drift, _ = detect_drift(new, previous, schema, THRESHOLDS.drift_share)
+    quality = QualityDrop(deployed_auc, auc(champion.booster, new, schema), THRESHOLDS.quality_drop_auc)
     plan = plan_retraining(drift, quality, len(new), True, False, RULES)
     split = split_batch(new, schema.label, f"{name}:new", name)
     extra = reference_sample(previous, round(plan.reference_fraction * len(split.train)), name)

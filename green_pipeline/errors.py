@@ -41,3 +41,7 @@ class StoreIntegrityError(StoreError):
 
 class StoreConflictError(StoreError):
     """Another writer changed the store first (e.g. a concurrent promotion won); nothing of theirs was overwritten."""
+
+
+class EventLogError(GreenPipelineError):
+    """A materialization in the event log lacks a field of the metadata contract (orchestration.metadata)."""

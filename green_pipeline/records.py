@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import lightgbm as lgb
 
-from green_pipeline.drift import DriftResult
-from green_pipeline.policy import RetrainDecision, Strategy
-from green_pipeline.schema import FeatureSchema
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.drift.detection import DriftResult
+from green_pipeline.training.policy import RetrainDecision, Strategy
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dagster import (
-    AssetKey,
     AssetRecordsFilter,
     DefaultSensorStatus,
     EventLogRecord,
@@ -20,7 +19,7 @@ from dagster import (
 )
 
 from green_pipeline.assets.jobs import green_pipeline_job, retraining_job
-from green_pipeline.carbon_deferral import (
+from green_pipeline.carbon.deferral import (
     PROVIDER_FAILED,
     URGENT,
     Deferral,
@@ -30,10 +29,11 @@ from green_pipeline.carbon_deferral import (
     plan_deferral,
     urgency,
 )
-from green_pipeline.carbon_intensity import CarbonIntensityError
-from green_pipeline.resources import CarbonAwareScheduling
+from green_pipeline.carbon.intensity import CarbonIntensityError
+from green_pipeline.errors import EventLogError
+from green_pipeline.orchestration.metadata import DRIFT_REPORT, DriftDecision
+from green_pipeline.orchestration.resources import CarbonAwareScheduling
 
-DRIFT_REPORT = AssetKey("drift_report")
 PAGE = 100
 
 
@@ -77,8 +77,9 @@ def retraining_requests(
     )
     requests = []
     for record in page.records:
-        if _asks_for_retraining(context, record):
-            request_or_wait = _schedule(context, carbon_aware, record, now)
+        decision = _asks_for_retraining(context, record)
+        if decision is not None:
+            request_or_wait = _schedule(context, carbon_aware, record, decision, now)
             if isinstance(request_or_wait, Deferral):
                 context.log.info(
                     f"Retraining of {record.partition_key} deferred to {request_or_wait.window_start.isoformat()} "
@@ -95,21 +96,43 @@ def retraining_requests(
     return SensorResult(run_requests=requests, cursor=state.dump())
 
 
-def _asks_for_retraining(context: SensorEvaluationContext, record: EventLogRecord) -> bool:
+def _asks_for_retraining(context: SensorEvaluationContext, record: EventLogRecord) -> DriftDecision | None:
+    """The report's decision if it asks for a retraining its own run did not do, else None.
+
+    A report this code location did not write (no decision in its metadata) asks for nothing: it is logged and passed
+    over, so one foreign event cannot stop the sensor for good.
+    """
     materialization = record.asset_materialization
-    required = materialization.metadata.get("retrain_required") if materialization else None
+    if materialization is None:
+        return None
+    try:
+        decision = DriftDecision.from_metadata(materialization.metadata)
+    except EventLogError as exc:
+        context.log.warning(f"Drift report {record.storage_id} ({record.partition_key}) skipped: {exc}")
+        return None
     run = context.instance.get_run_by_id(record.run_id)
-    return bool(required and required.value) and not (run and run.job_name == green_pipeline_job.name)
+    retrained_in_its_run = run is not None and run.job_name == green_pipeline_job.name
+    return decision if decision.retrain_required and not retrained_in_its_run else None
 
 
 def _schedule(
-    context: SensorEvaluationContext, carbon_aware: CarbonAwareScheduling, record: EventLogRecord, now: datetime
+    context: SensorEvaluationContext,
+    carbon_aware: CarbonAwareScheduling,
+    record: EventLogRecord,
+    decision: DriftDecision,
+    now: datetime,
 ) -> RunRequest | Deferral:
     """A run request now, or the deferral that will become one at its window."""
     run_key, partition = f"retrain:{record.storage_id}", record.partition_key
     if not carbon_aware.enabled:
         return RunRequest(partition_key=partition, run_key=run_key)
-    settings, signal = carbon_aware.deferral_settings(), _signal(record)
+    settings = carbon_aware.to_settings()
+    signal = DriftSignal(
+        reported_at=datetime.fromtimestamp(record.timestamp, UTC),
+        drifted_share=decision.drifted_share,
+        auc_drop=decision.champion_auc_drop,
+        has_champion=decision.champion_version is not None,
+    )
     reason = urgency(signal, settings)
     if reason is not None:
         return RunRequest(partition_key=partition, run_key=run_key, tags=immediate_tags(settings.zone, URGENT, reason))
@@ -132,20 +155,3 @@ def _release(
         context.log.warning(f"Carbon intensity at request time unavailable: {exc}")
         request_g = None
     return RunRequest(partition_key=deferral.partition, run_key=deferral.run_key, tags=deferral.tags(request_g))
-
-
-def _signal(record: EventLogRecord) -> DriftSignal:
-    materialization = record.asset_materialization
-    metadata = materialization.metadata if materialization else {}
-
-    def number(key: str) -> float | None:
-        value = metadata.get(key)
-        return float(value.value) if value is not None else None  # type: ignore[arg-type]
-
-    champion = metadata.get("champion_version")
-    return DriftSignal(
-        reported_at=datetime.fromtimestamp(record.timestamp, UTC),
-        drifted_share=number("drifted_share"),
-        auc_drop=number("champion_auc_drop"),
-        has_champion=champion is not None and champion.value != "none",
-    )

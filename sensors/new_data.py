@@ -6,9 +6,9 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Se
 
 from green_pipeline.assets.jobs import green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.data import new_batches
-from green_pipeline.files import list_files
-from green_pipeline.resources import DatasetResource
+from green_pipeline.data.batches import new_batches
+from green_pipeline.orchestration.resources import DatasetResource
+from green_pipeline.store.files import list_files
 
 
 @sensor(job=green_pipeline_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.STOPPED)

@@ -1,7 +1,6 @@
 """The daily schedule: run the pipeline on every registered batch not processed yet, in name order."""
 
 from dagster import (
-    AssetKey,
     DagsterRunStatus,
     DefaultScheduleStatus,
     RunRequest,
@@ -14,8 +13,9 @@ from dagster import (
 
 from green_pipeline.assets.jobs import energy_ledger_job, green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.data import list_batches
-from green_pipeline.resources import DatasetResource
+from green_pipeline.data.batches import list_batches
+from green_pipeline.orchestration.metadata import DRIFT_REPORT
+from green_pipeline.orchestration.resources import DatasetResource
 
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
@@ -33,7 +33,7 @@ def daily_pipeline_schedule(
     instance = context.instance
     available = list_batches(dataset.data_url, dataset.storage_options())
     instance.add_dynamic_partitions(batch_partitions.name, available)
-    processed = instance.get_materialized_partitions(AssetKey("drift_report"))
+    processed = instance.get_materialized_partitions(DRIFT_REPORT)
     in_flight = {
         run.tags.get("dagster/partition")
         for run in instance.get_runs(RunsFilter(job_name=green_pipeline_job.name, statuses=IN_FLIGHT))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, instance_for_test
 
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.runner import BatchOutcome, process_batches, run_config
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import BatchOutcome, process_batches, run_config
+from green_pipeline.demo.stream import StreamSpec, write_stream
 
 #: Day 0 trains the first model, day 1 is like day 0, day 2 starts a covariate shift.
 SMALL_STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None)

@@ -14,11 +14,11 @@ import pytest
 import yaml
 from dagster import DagsterInstance, DagsterInvalidConfigError, instance_for_test
 
-from green_pipeline.data import LABEL, StreamSpec, generate_day, write_stream
-from green_pipeline.definitions import defs
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import BatchOutcome, load_config_file, process_batches, run_config
+from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day, write_stream
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.runner import BatchOutcome, load_config_file, process_batches, run_config
-from green_pipeline.store import ModelStore
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 

@@ -51,7 +51,7 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert done.returncode == 0, done.stderr[-2000:]
     port = _free_port()
     server = subprocess.Popen(
-        [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "green_pipeline.definitions"],
+        [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "green_pipeline.app.definitions"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

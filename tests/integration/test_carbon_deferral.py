@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, build_sensor_context, instance_for_test
 
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import run_config
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.carbon_intensity import floor_hour
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.resources import CarbonAwareScheduling
-from green_pipeline.runner import run_config
+from green_pipeline.carbon.intensity import floor_hour
+from green_pipeline.demo.stream import StreamSpec, write_stream
+from green_pipeline.orchestration.resources import CarbonAwareScheduling
 from green_pipeline.sensors.drift import retraining_requests
 
 pytestmark = pytest.mark.integration

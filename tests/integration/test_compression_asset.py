@@ -11,14 +11,14 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, instance_for_test
 from pydantic import TypeAdapter
 
-from green_pipeline import files
-from green_pipeline.compression_engines import LLEAVES, LOCAL_CACHE, CompiledModel, compile_model
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.energy import EnergySettings
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import process_batches, run_config
+from green_pipeline.compression.engines import LLEAVES, LOCAL_CACHE, CompiledModel, compile_model
+from green_pipeline.demo.stream import StreamSpec, write_stream
+from green_pipeline.energy.measurement import EnergySettings
 from green_pipeline.records import CompressedModel
-from green_pipeline.runner import process_batches, run_config
-from green_pipeline.store import MANIFEST_FILE, VERSION_FILES
+from green_pipeline.store import files
+from green_pipeline.store.model_store import MANIFEST_FILE, VERSION_FILES
 
 pytestmark = pytest.mark.integration
 

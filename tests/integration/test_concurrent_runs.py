@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType, DagsterInstance, EventLogEntry
 
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import BatchOutcome, process_batches
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.definitions import defs
-from green_pipeline.ledger import run_materializations
-from green_pipeline.runner import BatchOutcome, process_batches
-from green_pipeline.store import ModelStore
+from green_pipeline.orchestration.ledger import run_materializations
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -40,8 +40,8 @@ CHILD = textwrap.dedent(
     """
     import dataclasses, json, pathlib, sys, time
     from dagster import DagsterInstance
-    from green_pipeline.definitions import defs
-    from green_pipeline.runner import process_batches
+    from green_pipeline.app.definitions import defs
+    from green_pipeline.app.runner import process_batches
 
     home, batch, config, ready, go = sys.argv[1:6]
     instance = DagsterInstance.from_config(home)

@@ -5,12 +5,12 @@ import logging
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import process_batches
 from green_pipeline.assets.deployment import deployed_model
 from green_pipeline.assets.scoring import predictions
-from green_pipeline.definitions import defs
-from green_pipeline.ledger import run_materializations
-from green_pipeline.runner import process_batches
-from green_pipeline.store import ModelStore
+from green_pipeline.orchestration.ledger import run_materializations
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from dagster import Definitions
 
+from green_pipeline.app.definitions import defs
 from green_pipeline.assets.metering import ENERGY_RESOURCE_PARAM
-from green_pipeline.definitions import defs
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

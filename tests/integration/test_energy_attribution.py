@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from green_pipeline.assets.metering import metered_asset
-from green_pipeline.resources import EnergyResource
+from green_pipeline.orchestration.resources import EnergyResource
 
 #: About 3 s of single-threaded CPU work here; a fixed amount of work, so its CPU time does not depend on timing.
 BURN_ROUNDS = 5_000_000

@@ -21,14 +21,14 @@ import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterEventType, DagsterInstance, instance_for_test
 from mlflow import MlflowClient
 
-from green_pipeline.budget import Budget, BudgetSettings, BudgetSeverity
-from green_pipeline.cli import main
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.energy import EnergySettings, EnergyStatus, measure_energy
-from green_pipeline.ledger import retraining_budget_block
-from green_pipeline.runner import BatchOutcome, process_batches, run_config
-from green_pipeline.store import ModelStore
+from green_pipeline.app.cli import main
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import BatchOutcome, process_batches, run_config
+from green_pipeline.demo.stream import StreamSpec, write_stream
+from green_pipeline.energy.budget import Budget, BudgetSettings, BudgetSeverity
+from green_pipeline.energy.measurement import EnergySettings, EnergyStatus, measure_energy
+from green_pipeline.orchestration.ledger import retraining_budget_block
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 
@@ -229,6 +229,6 @@ def test_each_training_is_logged_to_mlflow_with_its_energy(processed: Processed)
 
 
 def test_the_default_install_never_imports_mlflow() -> None:
-    probe = "import sys, green_pipeline.definitions; print('mlflow' in sys.modules)"
+    probe = "import sys, green_pipeline.app.definitions; print('mlflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

@@ -29,13 +29,13 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, instance_for_test
 
-from green_pipeline.compression_engines import COMPILED_HERE, LLEAVES
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.runner import process_batches, run_config
-from green_pipeline.schema import FeatureSchema
-from green_pipeline.scoring import ROW_HASH, SCORE, row_hashes
-from green_pipeline.store import MANIFEST_FILE, METADATA_FILE, MODEL_FILE, ModelStore
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import process_batches, run_config
+from green_pipeline.compression.engines import COMPILED_HERE, LLEAVES
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.demo.stream import StreamSpec, write_stream
+from green_pipeline.serving.scoring import ROW_HASH, SCORE, row_hashes
+from green_pipeline.store.model_store import MANIFEST_FILE, METADATA_FILE, MODEL_FILE, ModelStore
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, instance_for_test
 
-from green_pipeline.data import StreamSpec, generate_day, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.runner import BatchOutcome, process_batches, run_config
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import BatchOutcome, process_batches, run_config
+from green_pipeline.demo.stream import StreamSpec, generate_day, write_stream
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import yaml
 from dagster import DagsterInvalidConfigError, Definitions, validate_run_config
 from dagster_k8s import k8s_job_executor
 
+from green_pipeline.app.definitions import defs
 from green_pipeline.assets.jobs import batch_jobs
-from green_pipeline.definitions import defs
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "id-from-the-secret", "AWS_SECRET_ACCESS_KEY": "k
 LOAD_AND_VALIDATE = """
 import json, sys, yaml
 from dagster import validate_run_config
-from green_pipeline.definitions import defs
+from green_pipeline.app.definitions import defs
 config = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
 found = {}
 for name in ("green_pipeline_job", "monitoring_job", "retraining_job"):

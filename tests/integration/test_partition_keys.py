@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import outcome_of, process_batches, run_config
 from green_pipeline.assets.jobs import green_pipeline_job, monitoring_job, retraining_job
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.data import StreamSpec, encode_batch, generate_day, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.runner import outcome_of, process_batches, run_config
-from green_pipeline.store import ModelStore
+from green_pipeline.demo.stream import StreamSpec, encode_batch, generate_day, write_stream
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 STREAM = StreamSpec(days=2, rows_per_day=2000, covariate_shift_day=None, concept_drift_day=None)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from green_pipeline.definitions import defs
-from green_pipeline.ledger import all_entries
-from green_pipeline.regions import cloud_regions
-from green_pipeline.runner import run_config
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import run_config
+from green_pipeline.carbon.regions import cloud_regions
+from green_pipeline.orchestration.ledger import all_entries
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("green-pipeline"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from green_pipeline.definitions import defs
-from green_pipeline.runner import BatchOutcome, process_batches
-from green_pipeline.store import ModelStore
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import BatchOutcome, process_batches
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ import s3fs
 from dagster import DagsterInstance
 from moto.server import ThreadedMotoServer
 
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.runner import process_batches, run_config
-from green_pipeline.store import ModelStore
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import process_batches, run_config
+from green_pipeline.demo.stream import StreamSpec, write_stream
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 BUCKET = "green-pipeline-test"

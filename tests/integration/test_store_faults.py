@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from green_pipeline.data import StreamSpec, generate_day
-from green_pipeline.schema import DatasetSpec, infer_schema
-from green_pipeline.store import ModelStore
-from green_pipeline.training import TrainingSettings, full_retrain, split_batch
-from green_pipeline.validation import validate_batch
+from green_pipeline.data.schema import DatasetSpec, infer_schema
+from green_pipeline.data.validation import validate_batch
+from green_pipeline.demo.stream import StreamSpec, generate_day
+from green_pipeline.store.model_store import ModelStore
+from green_pipeline.training.trainer import TrainingSettings, full_retrain, split_batch
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,8 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     import lightgbm as lgb
     import pandas as pd
-    from green_pipeline import files
-    from green_pipeline.store import ModelStore
+    from green_pipeline.store import files
+    from green_pipeline.store.model_store import ModelStore
 
     store_url, kill_at, model_file, reference_file = sys.argv[1:5]
     real_replace = os.replace

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import pytest
 from dagster import DagsterInstance, build_schedule_context, build_sensor_context
 
+from green_pipeline.app.definitions import defs
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.definitions import defs
-from green_pipeline.resources import CarbonAwareScheduling, DatasetResource, ObjectStorage
+from green_pipeline.orchestration.resources import CarbonAwareScheduling, DatasetResource, ObjectStorage
 from green_pipeline.sensors.drift import drift_retraining_sensor
 from green_pipeline.sensors.new_data import new_batch_sensor
 from green_pipeline.sensors.schedules import daily_pipeline_schedule

@@ -20,11 +20,11 @@ import psutil
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus
 
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.ledger import materializations
-from green_pipeline.runner import process_batches, run_config
-from green_pipeline.store import ModelStore
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import process_batches, run_config
+from green_pipeline.demo.stream import StreamSpec, write_stream
+from green_pipeline.orchestration.ledger import materializations
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.soak
 REPO = Path(__file__).resolve().parents[2]

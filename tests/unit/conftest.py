@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from green_pipeline.data import LABEL, StreamSpec, generate_day
-from green_pipeline.evaluation import auc
-from green_pipeline.policy import Strategy
-from green_pipeline.schema import DatasetSpec, FeatureSchema, infer_schema
-from green_pipeline.store import DeployedModel, ModelStore
-from green_pipeline.training import BatchSplit, TrainingSettings, TrainResult, split_batch, train_model
-from green_pipeline.validation import validate_batch
+from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.data.validation import validate_batch
+from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
+from green_pipeline.store.model_store import DeployedModel, ModelStore
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.policy import Strategy
+from green_pipeline.training.trainer import BatchSplit, TrainingSettings, TrainResult, split_batch, train_model
 
 ROWS_PER_DAY = 2000
 #: Day 6 is after the covariate shift (day 5) and before the concept drift (day 11) of the default stream.

@@ -13,11 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from green_pipeline.data import LABEL, StreamSpec, check_batch_limits, check_batch_name, generate_day, read_batch
-from green_pipeline.drift import detect_drift
+from green_pipeline.data.batches import check_batch_limits, check_batch_name, read_batch
+from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.data.validation import validate_batch
+from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
+from green_pipeline.drift.detection import detect_drift
 from green_pipeline.errors import DriftDetectionError, InvalidBatchError
-from green_pipeline.schema import DatasetSpec, FeatureSchema, infer_schema
-from green_pipeline.validation import validate_batch
 
 SOURCE = "s3://bucket/data/batch-2026-01-05.csv"
 

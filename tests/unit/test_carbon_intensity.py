@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from green_pipeline.carbon_deferral import (
+from green_pipeline.carbon.deferral import (
     DEFERRED,
     DeferralSettings,
     DriftSignal,
@@ -18,7 +18,7 @@ from green_pipeline.carbon_deferral import (
     plan_deferral,
     urgency,
 )
-from green_pipeline.carbon_intensity import (
+from green_pipeline.carbon.intensity import (
     EXAMPLE_PROFILE,
     HOUR,
     CarbonIntensityError,
@@ -37,7 +37,7 @@ def _hourly(*values: float, start: datetime = T0) -> list[IntensityPoint]:
 
 
 def test_the_packaged_profile_is_labelled_an_example_and_repeats_daily() -> None:
-    text = files("green_pipeline").joinpath(EXAMPLE_PROFILE).read_text(encoding="utf-8")
+    text = files("green_pipeline.carbon").joinpath(EXAMPLE_PROFILE).read_text(encoding="utf-8")
     assert text.startswith("# EXAMPLE carbon-intensity profile -- NOT real or measured grid data.")
     provider = CsvIntensityProvider()
     assert all(zone.startswith("EXAMPLE-") for zone in provider.daily)

@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from green_pipeline.compression import prune_tree_prefix
-from green_pipeline.evaluation import auc
-from green_pipeline.schema import FeatureSchema
+from green_pipeline.compression.search import prune_tree_prefix
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.training.evaluation import auc
 
 if TYPE_CHECKING:
     from conftest import TrainedModel

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from green_pipeline.compression_engines import (
+from green_pipeline.compression.engines import (
     CACHE_HOME_ENV,
     COMPILED_HERE,
     LLEAVES,
@@ -23,9 +23,9 @@ from green_pipeline.compression_engines import (
     engine_cache_dir,
     lightgbm_predictor,
 )
-from green_pipeline.compression_techniques import quantize_model_text
-from green_pipeline.energy import EnergySettings
-from green_pipeline.schema import FeatureSchema
+from green_pipeline.compression.techniques import quantize_model_text
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.energy.measurement import EnergySettings
 
 if TYPE_CHECKING:
     from conftest import TrainedModel

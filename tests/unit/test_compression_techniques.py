@@ -10,31 +10,31 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from green_pipeline.compression import (
-    CompressionSettings,
-    candidates_table,
-    compress_model,
-    cost_basis,
-    select_candidate,
-)
-from green_pipeline.compression_engines import COMPILED_HERE, LLEAVES
-from green_pipeline.compression_measure import (
+from green_pipeline.compression.engines import COMPILED_HERE, LLEAVES
+from green_pipeline.compression.measure import (
     DURATION_BASIS,
     ENERGY_BASIS,
     Candidate,
     HoldoutBench,
     InferenceFigures,
 )
-from green_pipeline.compression_techniques import (
+from green_pipeline.compression.search import (
+    CompressionSettings,
+    candidates_table,
+    compress_model,
+    cost_basis,
+    select_candidate,
+)
+from green_pipeline.compression.techniques import (
     StudentSettings,
     distil,
     leaves_per_tree,
     quantize_model_text,
     retrain_smaller,
 )
-from green_pipeline.energy import EnergySettings
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.energy.measurement import EnergySettings
 from green_pipeline.errors import InvalidConfigError, TrainingError
-from green_pipeline.schema import FeatureSchema
 
 if TYPE_CHECKING:
     from conftest import TrainedModel
@@ -65,8 +65,9 @@ def quantized_text(teacher_text: str) -> str:
 def test_a_smaller_retrain_has_fewer_leaves_and_stays_within_the_budget(
     day0_model: TrainedModel, schema: FeatureSchema, teacher_text: str
 ) -> None:
-    smaller = retrain_smaller(day0_model.result.booster, day0_model.split.train, schema, StudentSettings())
+    smaller = retrain_smaller(day0_model.result.booster, day0_model.split.train, schema, StudentSettings(), 1)
 
+    assert "[num_threads: 1]" in smaller  # the threads it is given (the policy's), not its own
     assert sum(leaves_per_tree(smaller)) < sum(leaves_per_tree(teacher_text))
     assert max(leaves_per_tree(smaller)) <= StudentSettings().num_leaves
     assert len(smaller) < len(teacher_text)
@@ -76,10 +77,10 @@ def test_a_smaller_retrain_has_fewer_leaves_and_stays_within_the_budget(
 def test_a_distilled_student_is_smaller_predicts_probabilities_and_stays_within_the_budget(
     day0_model: TrainedModel, schema: FeatureSchema, teacher_text: str
 ) -> None:
-    student = distil(day0_model.result.booster, day0_model.split.train, schema, StudentSettings(num_leaves=7))
+    student = distil(day0_model.result.booster, day0_model.split.train, schema, StudentSettings(num_leaves=7), 1)
     predictions = lgb.Booster(model_str=student).predict(schema.encode(day0_model.split.valid))
 
-    assert "objective=binary sigmoid:1" in student
+    assert "objective=binary sigmoid:1" in student and "[num_threads: 1]" in student
     assert ((predictions > 0) & (predictions < 1)).all()
     assert len(student) < len(teacher_text) / 2
     assert len(leaves_per_tree(student)) <= len(leaves_per_tree(teacher_text))
@@ -180,7 +181,9 @@ def test_without_energy_figures_the_choice_falls_back_to_wall_time() -> None:
 
 def test_no_candidate_within_the_budget_is_refused_by_name() -> None:
     with pytest.raises(InvalidConfigError, match=r"auc_budget=0\.01"):
-        select_candidate([_candidate("distilled", 0.70, 1e-9, 10)], 0.80, CompressionSettings(), ENERGY_BASIS)
+        select_candidate(
+            [_candidate("distilled", 0.70, 1e-9, 10)], 0.80, CompressionSettings(auc_budget=BUDGET), ENERGY_BASIS
+        )
 
 
 @pytest.mark.parametrize("field", ["auc_budget", "expected_predictions", "timing_rows", "min_timing_s"])

@@ -10,23 +10,19 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from green_pipeline import files
-from green_pipeline.data import (
-    LABEL,
-    StreamSpec,
+from green_pipeline.data.batches import (
     check_batch_name,
-    encode_batch,
-    generate_day,
     list_batches,
     load_batch,
     memory_budget,
     new_batches,
     read_batch,
-    write_stream,
 )
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.demo.stream import LABEL, StreamSpec, encode_batch, generate_day, write_stream
 from green_pipeline.errors import InvalidBatchError, InvalidConfigError
-from green_pipeline.evaluation import auc
-from green_pipeline.schema import FeatureSchema
+from green_pipeline.store import files
+from green_pipeline.training.evaluation import auc
 
 if TYPE_CHECKING:
     from conftest import TrainedModel

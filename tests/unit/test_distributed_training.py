@@ -7,14 +7,14 @@ import lightgbm as lgb
 import pytest
 from distributed import Client, LocalCluster
 
-from green_pipeline.data import LABEL, StreamSpec, generate_day
-from green_pipeline.distributed_training import early_stopping_round, full_retrain_on_dask, validation_curve
+from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.data.validation import validate_batch
+from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
 from green_pipeline.errors import TrainingError
-from green_pipeline.evaluation import auc
-from green_pipeline.policy import Strategy
-from green_pipeline.schema import DatasetSpec, FeatureSchema, infer_schema
-from green_pipeline.training import BatchSplit, TrainingSettings, full_retrain, split_batch
-from green_pipeline.validation import validate_batch
+from green_pipeline.training.distributed import early_stopping_round, full_retrain_on_dask, validation_curve
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.policy import Strategy
+from green_pipeline.training.trainer import BatchSplit, TrainingSettings, full_retrain, split_batch
 
 #: Data-parallel LightGBM finds bin boundaries per worker and sums histograms across them, so its trees differ
 #: slightly from one machine's; on 6,000 training rows the test AUCs differed by about 0.001.

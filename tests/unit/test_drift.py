@@ -13,12 +13,12 @@ from evidently.legacy.core import ColumnType
 from evidently.presets import DataDriftPreset
 from scipy import stats
 
-from green_pipeline.data import StreamSpec, generate_day
-from green_pipeline.drift import ColumnDrift, DriftResult, detect_drift, no_reference
-from green_pipeline.drift_sampling import DriftSettings, ReferenceProfiles, evidently_frame, score_error_bound
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.data.validation import validate_batch
+from green_pipeline.demo.stream import StreamSpec, generate_day
+from green_pipeline.drift.detection import ColumnDrift, DriftResult, detect_drift, no_reference
+from green_pipeline.drift.sampling import DriftSettings, ReferenceProfiles, evidently_frame, score_error_bound
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.schema import FeatureSchema
-from green_pipeline.validation import validate_batch
 
 THRESHOLD = 0.3
 

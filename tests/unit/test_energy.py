@@ -13,8 +13,8 @@ import pytest
 from codecarbon.core import cpu as codecarbon_cpu
 from codecarbon.external.hardware import CPU, MODE_CPU_LOAD
 
-from green_pipeline.energy import JOULES_PER_KWH, EnergySettings, EnergyStatus, measure_energy
-from green_pipeline.energy_model import power_model
+from green_pipeline.energy.measurement import JOULES_PER_KWH, EnergySettings, EnergyStatus, measure_energy
+from green_pipeline.energy.power_model import power_model
 
 METADATA_KEYS = {
     "energy_kwh",
@@ -201,7 +201,7 @@ def test_the_power_model_is_detected_once_per_machine_boot_not_per_process(cold_
 
     probe = (
         "import sys\n"
-        "from green_pipeline.energy import EnergySettings, measure_energy\n"
+        "from green_pipeline.energy.measurement import EnergySettings, measure_energy\n"
         "with measure_energy(EnergySettings(country_iso_code='DEU')) as m: pass\n"
         "print(m.report.status, m.report.carbon_intensity_g_per_kwh, 'codecarbon.core.cpu' in sys.modules)\n"
     )

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from green_pipeline import energy
-from green_pipeline.energy import JOULES_PER_KWH, EnergySettings, measure_energy
-from green_pipeline.energy_model import power_model
-from green_pipeline.gpu_energy import MJ_PER_KWH, GpuMeter, Nvml
+from green_pipeline.energy import measurement as energy
+from green_pipeline.energy.gpu import MJ_PER_KWH, GpuMeter, Nvml
+from green_pipeline.energy.measurement import JOULES_PER_KWH, EnergySettings, measure_energy
+from green_pipeline.energy.power_model import power_model
 
 OURS, CHILD, OTHER = 1001, 1002, 2002
 

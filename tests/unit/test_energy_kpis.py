@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from green_pipeline.budget import Budget, BudgetSeverity, month_of, retraining_block, spend_status
+from green_pipeline.app.report import models_row, version_summary
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.energy.budget import Budget, BudgetSeverity, month_of, retraining_block, spend_status
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.mlflow_logging import MlflowSettings, RunRecord, log_run
-from green_pipeline.policy import Strategy
-from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel
-from green_pipeline.release import energy_kpis
-from green_pipeline.report import models_row, version_summary
-from green_pipeline.resources import MlflowTracking
-from green_pipeline.schema import FeatureSchema
+from green_pipeline.orchestration.metadata import DeploymentRecord
+from green_pipeline.orchestration.resources import MlflowTracking
+from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, Deployment
+from green_pipeline.reporting.mlflow_logging import MlflowSettings, RunRecord, log_run
+from green_pipeline.serving.release import energy_kpis
+from green_pipeline.training.policy import PromotionDecision, Strategy
 
 STEPS = ("retrained_model", "compressed_model")
 
@@ -85,9 +86,12 @@ def test_unmeasured_energy_is_said_never_guessed(energy: dict[str, float | None]
         "quality_per_kwh": "unmeasured",
         "energy_per_1k_predictions_kwh": "unmeasured",
     }
-    metadata = kpis.as_metadata()
+    deployment = Deployment("v0002", promoted=True, reason="better", serving_version="v0002")
+    decision = PromotionDecision(True, "better")
+    metadata = DeploymentRecord.of(deployment, decision, _compressed(0.84, per_1k=None), kpis).as_metadata()
     assert metadata["quality_per_kwh_status"] == "unmeasured" and "quality_per_kwh" not in metadata
-    assert metadata["energy_per_1k_predictions"] == "unmeasured"
+    assert metadata["energy_per_1k_predictions"] == "unmeasured" and "energy_per_1k_predictions_kwh" not in metadata
+    assert "production_energy_kwh" not in metadata
 
 
 def test_models_listing_shows_the_kpis_and_unmeasured_and_old_versions() -> None:
@@ -121,10 +125,10 @@ def test_months_are_utc_calendar_months() -> None:
 
 
 def test_mlflow_is_off_by_default_and_a_missing_install_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert MlflowTracking().settings() is None
+    assert MlflowTracking().to_settings() is None
     monkeypatch.setitem(sys.modules, "mlflow", None)  # what an install without the extra looks like
     with pytest.raises(InvalidConfigError, match=r"pip install green-pipeline\[mlflow\]"):
-        MlflowTracking(tracking_uri="file:///tmp/mlruns").settings()
+        MlflowTracking(tracking_uri="file:///tmp/mlruns").to_settings()
 
 
 def test_a_tracking_failure_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,9 +9,9 @@ import sys
 import pytest
 from codecarbon.input import DataSource
 
-from green_pipeline.energy import EnergyReport, EnergySettings, EnergyStatus, complete_sum
+from green_pipeline.energy.measurement import EnergyReport, EnergySettings, EnergyStatus, complete_sum
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.resources import EnergyResource
+from green_pipeline.orchestration.resources import EnergyResource
 
 
 def test_estimated_figures_count_and_only_unmeasured_ones_do_not() -> None:
@@ -45,7 +45,7 @@ def test_with_no_country_the_world_average_is_used_said_and_warned_once() -> Non
     probe = (
         "import logging\n"
         "logging.basicConfig(format='%(name)s %(levelname)s %(message)s')\n"
-        "from green_pipeline.energy import EnergySettings, measure_energy\n"
+        "from green_pipeline.energy.measurement import EnergySettings, measure_energy\n"
         "for _ in range(3):\n"
         "    with measure_energy(EnergySettings()) as m: pass\n"
         "print(m.report.carbon_intensity_g_per_kwh)\n"
@@ -60,14 +60,14 @@ def test_with_no_country_the_world_average_is_used_said_and_warned_once() -> Non
     assert "country_iso_code" not in keys
     logged = [line for line in done.stderr.splitlines() if line.startswith("green_pipeline")]
     assert logged == [
-        "green_pipeline.energy WARNING energy.country_iso_code is not set: CO2 figures use codecarbon's world "
-        "average grid intensity. Set it (ISO 3166 alpha-3, e.g. FRA, USA) to where this machine runs."
+        "green_pipeline.energy.measurement WARNING energy.country_iso_code is not set: CO2 figures use codecarbon's "
+        "world average grid intensity. Set it (ISO 3166 alpha-3, e.g. FRA, USA) to where this machine runs."
     ]
 
 
 def test_the_energy_resource_sets_no_country_unless_told() -> None:
-    assert EnergyResource().settings().country_iso_code is None
-    assert EnergyResource(country_iso_code="fra").settings().country_iso_code == "FRA"
+    assert EnergyResource().to_settings().country_iso_code is None
+    assert EnergyResource(country_iso_code="fra").to_settings().country_iso_code == "FRA"
 
 
 def test_a_region_without_a_country_is_refused_by_name() -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from green_pipeline import energy_meter, rapl
-from green_pipeline.energy import JOULES_PER_KWH, EnergySettings, EnergyStatus, measure_energy
-from green_pipeline.rapl import discover, share
+from green_pipeline.energy import meter as energy_meter
+from green_pipeline.energy import rapl
+from green_pipeline.energy.measurement import JOULES_PER_KWH, EnergySettings, EnergyStatus, measure_energy
+from green_pipeline.energy.rapl import discover, share
 
 RANGE_UJ = 262_143_328_850  # a real max_energy_range_uj (32-bit counter of 61 uJ units)
 BUSY_S = 1000.0  # what the machine's CPUs did meanwhile, far more than this process: its share stays below 1
@@ -40,12 +41,20 @@ class Powercap:
         self.set(name, energy_uj)
 
     def set(self, name: str, energy_uj: int) -> None:
-        (self.root / name / "energy_uj").write_text(f"{energy_uj}\n")
+        _write_at_once(self.root / name / "energy_uj", f"{energy_uj}\n")
 
     def busy(self, seconds: float) -> None:
         """The machine's cpu line: user and system busy (half each), plus idle and iowait that never count."""
         half = round(seconds * TICKS / 2)
-        self.stat.write_text(f"cpu  {half} 0 {half} 987654 321 0 0 0 0 0\ncpu0 {half} 0 {half} 987654 321 0 0 0 0 0\n")
+        line = f"{half} 0 {half} 987654 321 0 0 0 0 0\n"
+        _write_at_once(self.stat, f"cpu  {line}cpu0 {line}")
+
+
+def _write_at_once(path: Path, text: str) -> None:
+    """As the kernel presents a counter: a reader (the meter's sampling thread) never sees a half-written value."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from green_pipeline import files
+from green_pipeline.store import files
 
 
 def test_write_bytes_atomic_creates_parent_folders_and_writes_content(tmp_path: Path) -> None:

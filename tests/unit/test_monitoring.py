@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from green_pipeline.assets.monitoring import drift_metadata
-from green_pipeline.data import StreamSpec
-from green_pipeline.drift_sampling import DriftSettings
-from green_pipeline.evaluation import auc
-from green_pipeline.monitoring import MonitoringThresholds, assess_batch, reference_key
-from green_pipeline.policy import Strategy
-from green_pipeline.schema import FeatureSchema
-from green_pipeline.store import REFERENCE_FILE, DeployedModel, ModelStore
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.demo.stream import StreamSpec
+from green_pipeline.drift.assessment import MonitoringThresholds, assess_batch, reference_key
+from green_pipeline.drift.sampling import DriftSettings
+from green_pipeline.store.model_store import REFERENCE_FILE, DeployedModel, ModelStore
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.policy import Strategy
 
 if TYPE_CHECKING:
     from conftest import TrainedModel

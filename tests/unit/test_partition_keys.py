@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from green_pipeline.errors import InvalidBatchKeyError
-from green_pipeline.files import validate_batch_key
-from green_pipeline.resources import ArtifactStorage, ObjectStorage
+from green_pipeline.orchestration.resources import ArtifactStorage, ObjectStorage
+from green_pipeline.store.files import validate_batch_key
 
 PATH_KEYS = [
     "../../x",

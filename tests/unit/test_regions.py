@@ -6,8 +6,8 @@ from importlib.resources import files
 
 import pytest
 
+from green_pipeline.carbon.regions import PROVIDERS, advice_table, cloud_regions, measured_energy_kwh, region_advice
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.regions import PROVIDERS, advice_table, cloud_regions, measured_energy_kwh, region_advice
 
 LBS_PER_MWH_TO_G_PER_KWH = 453.59237 / 1000
 

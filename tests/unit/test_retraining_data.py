@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from green_pipeline.data import (
+from green_pipeline.data.schema import DatasetSpec, infer_schema
+from green_pipeline.demo.stream import (
     DOMAIN_LABEL,
     DOMAIN_NUMERIC,
     DomainPairSpec,
@@ -13,9 +14,8 @@ from green_pipeline.data import (
     generate_domain_pair,
 )
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.evaluation import auc
-from green_pipeline.schema import DatasetSpec, infer_schema
-from green_pipeline.training import TrainingSettings, full_retrain, split_batch
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.trainer import TrainingSettings, full_retrain, split_batch
 
 SMALL = DomainPairSpec(source_rows=4000, target_rows=3000)
 

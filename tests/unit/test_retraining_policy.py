@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from green_pipeline.drift import ColumnDrift, DriftResult, no_reference
+from green_pipeline.drift.detection import ColumnDrift, DriftResult, no_reference
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.policy import (
+from green_pipeline.orchestration.resources import RetrainPolicy
+from green_pipeline.training.policy import (
     ESCALATION,
     QualityDrop,
     Strategy,
@@ -16,7 +17,6 @@ from green_pipeline.policy import (
     plan_retraining,
     quality_bar,
 )
-from green_pipeline.resources import RetrainPolicy
 
 RULES = StrategyRules()
 ROWS = 20000

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from green_pipeline.data import DOMAIN_LABEL, DomainPairSpec, generate_domain_batch
+from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.demo.stream import DOMAIN_LABEL, DomainPairSpec, generate_domain_batch
 from green_pipeline.errors import InvalidConfigError, TrainingError
-from green_pipeline.evaluation import auc
-from green_pipeline.policy import Strategy
-from green_pipeline.schema import DatasetSpec, FeatureSchema, infer_schema
-from green_pipeline.training import (
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.policy import Strategy
+from green_pipeline.training.trainer import (
     TrainingSettings,
     TrainResult,
     full_retrain,

@@ -2,7 +2,7 @@
 arbitrary code on load. This scans the project's code for pickle-family imports and loads, and for native loads
 (ctypes, cffi, shared libraries, object files, lleaves), so a new one fails the suite.
 
-Native code runs only through ``green_pipeline/compression_engines.py``, which compiles engines from the verified
+Native code runs only through ``green_pipeline/compression/engines.py``, which compiles engines from the verified
 model text into a private local cache. The scan keeps it so: only that module may import lleaves or llvmlite or
 pass lleaves a ``cache=`` file, and it may neither import anything that reads the store (fsspec, the store, S3
 clients) nor take bytes or paths from its callers, so store bytes have no way into a native load. A tripwire,
@@ -29,10 +29,19 @@ NATIVE_LOADERS = frozenset(
 NATIVE_LOADER_ATTRIBUTES = frozenset({"cdll", "pydll", "windll", "oledll", "set_object_cache"})
 #: The engine compiler and the LLVM binding under it: only ENGINE_MODULE may use them.
 COMPILER_MODULES = frozenset({"lleaves", "llvmlite"})
-ENGINE_MODULE = ROOT / "green_pipeline" / "compression_engines.py"
+ENGINE_MODULE = ROOT / "green_pipeline" / "compression" / "engines.py"
 #: What could hand store bytes to the engine module: it imports none of them.
 STORAGE_MODULES = frozenset(
-    {"green_pipeline.files", "green_pipeline.store", "fsspec", "s3fs", "boto3", "botocore", "urllib", "requests"}
+    {
+        "green_pipeline.store.files",
+        "green_pipeline.store.model_store",
+        "fsspec",
+        "s3fs",
+        "boto3",
+        "botocore",
+        "urllib",
+        "requests",
+    }
     | {"httpx", "aiohttp", "shutil"}
 )
 #: Parameter types through which a caller could pass machine code, or a file holding it, to the engine module.
@@ -167,7 +176,7 @@ def project_files() -> list[Path]:
 
 def test_project_code_never_unpickles() -> None:
     files = project_files()
-    assert len(files) > 10 and any(p.name == "store.py" for p in files), "the scan found no project code"
+    assert len(files) > 10 and any(p.name == "model_store.py" for p in files), "the scan found no project code"
     assert scan(files) == []
 
 
@@ -236,8 +245,11 @@ def test_the_scanner_finds_a_planted_native_load(tmp_path: Path, line: str, what
 @pytest.mark.parametrize(
     ("line", "what"),
     [
-        ("from green_pipeline import files", "imports green_pipeline.files, a way in for store bytes"),
-        ("from green_pipeline.store import ModelStore", "imports green_pipeline.store.ModelStore, a way"),
+        ("from green_pipeline.store import files", "imports green_pipeline.store.files, a way in for store bytes"),
+        (
+            "from green_pipeline.store.model_store import ModelStore",
+            "imports green_pipeline.store.model_store.ModelStore, a way",
+        ),
         ("import fsspec", "the engine module imports fsspec, a way in for store bytes"),
         ("store = importlib.import_module(name)", "the engine module imports a computed module name"),
         ("def load_compiled(model_text: str, payload: bytes) -> None: ...", "takes payload: bytes from its caller"),

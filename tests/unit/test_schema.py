@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from green_pipeline.data import CHANNELS, LABEL, PLANS, REGIONS
+from green_pipeline.data.schema import MAX_INFERRED_CATEGORIES, DatasetSpec, FeatureSchema, batch_columns, infer_schema
+from green_pipeline.data.validation import validate_batch
+from green_pipeline.demo.stream import CHANNELS, LABEL, PLANS, REGIONS
 from green_pipeline.errors import InvalidBatchError, InvalidConfigError
-from green_pipeline.schema import MAX_INFERRED_CATEGORIES, DatasetSpec, FeatureSchema, batch_columns, infer_schema
-from green_pipeline.validation import validate_batch
 
 NUMERIC = (
     "tenure_months",

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from green_pipeline.compression_engines import (
+from green_pipeline.compression.engines import (
     CACHE_HOME_ENV,
     COMPILED_HERE,
     LIGHTGBM,
@@ -15,9 +15,9 @@ from green_pipeline.compression_engines import (
     engine_cache_dir,
     lightgbm_predictor,
 )
-from green_pipeline.energy import EnergySettings
-from green_pipeline.scoring import score_batch, serving_predictor
-from green_pipeline.store import ModelStore
+from green_pipeline.energy.measurement import EnergySettings
+from green_pipeline.serving.scoring import score_batch, serving_predictor
+from green_pipeline.store.model_store import ModelStore
 
 
 def test_first_scoring_computes_every_row_and_matches_lightgbm(day0_model, schema, make_clean_batch) -> None:
@@ -55,7 +55,7 @@ def test_a_version_compressed_to_lleaves_is_compiled_here_from_its_text_and_scor
     store = ModelStore(str(tmp_path))
     store.promote(store.publish(model_text, schema, make_clean_batch(0), {"engine": {"name": LLEAVES}}))
 
-    built, reloaded = (serving_predictor(store.load(), EnergySettings()) for _ in range(2))
+    built, reloaded = (serving_predictor(store.load(), EnergySettings(), 2) for _ in range(2))
 
     assert built.engine == reloaded.engine == LLEAVES
     compiled = built.as_metadata()
@@ -81,7 +81,7 @@ def test_an_engine_that_cannot_be_built_here_falls_back_to_lightgbm_and_says_why
     store = ModelStore(str(tmp_path / "store"))
     store.promote(store.publish(model_text, schema, make_clean_batch(0), {"engine": {"name": LLEAVES}}))
 
-    serving = serving_predictor(store.load(), EnergySettings(enabled=False))
+    serving = serving_predictor(store.load(), EnergySettings(enabled=False), 2)
 
     assert serving.engine == LIGHTGBM and serving.compiled is None
     reason = serving.as_metadata()["engine_fallback_reason"]
@@ -95,5 +95,5 @@ def test_an_engine_that_cannot_be_built_here_falls_back_to_lightgbm_and_says_why
 def test_a_version_without_engine_scores_with_lightgbm(tmp_path, day0_model, schema, make_clean_batch) -> None:
     store = ModelStore(str(tmp_path))
     store.promote(store.publish(day0_model.result.booster.model_to_string(), schema, make_clean_batch(0), {}))
-    serving = serving_predictor(store.load(), EnergySettings(enabled=False))
+    serving = serving_predictor(store.load(), EnergySettings(enabled=False), 2)
     assert serving.as_metadata() == {"engine": LIGHTGBM}

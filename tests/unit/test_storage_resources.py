@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from green_pipeline.app.runner import storage_resources
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.runner import storage_resources
 
 
 def test_env_values_and_the_model_store_section_are_read_as_in_a_run(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.errors import StoreConflictError, StoreError, StoreIntegrityError
-from green_pipeline.schema import FeatureSchema
-from green_pipeline.store import ModelStore
+from green_pipeline.store.model_store import ModelStore
 
 if TYPE_CHECKING:
     from conftest import TrainedModel

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from green_pipeline.data import LABEL, StreamSpec
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.demo.stream import LABEL, StreamSpec
 from green_pipeline.errors import TrainingError
-from green_pipeline.evaluation import auc
-from green_pipeline.policy import Strategy
-from green_pipeline.schema import FeatureSchema
-from green_pipeline.training import BatchSplit, TrainingSettings, TrainResult, split_batch, train_model
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.policy import Strategy
+from green_pipeline.training.trainer import BatchSplit, TrainingSettings, TrainResult, split_batch, train_model
 
 if TYPE_CHECKING:
     from conftest import TrainedModel

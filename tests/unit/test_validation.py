@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from green_pipeline.data import LABEL
+from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.data.validation import compact_numbers, validate_batch
+from green_pipeline.demo.stream import LABEL
 from green_pipeline.errors import InvalidBatchError
-from green_pipeline.schema import FeatureSchema
-from green_pipeline.validation import compact_numbers, validate_batch
 
 SOURCE = "s3://bucket/data/batch-2026-01-02.parquet"
 SOURCE_RE = re.escape(SOURCE)

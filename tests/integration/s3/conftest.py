@@ -13,7 +13,7 @@ import s3fs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from green_pipeline.runner import run_config
+from green_pipeline.app.runner import run_config
 
 REGION = "eu-west-1"
 #: moto accepts any credentials unless its authentication is switched on (tests/integration/s3/test_secrets.py).

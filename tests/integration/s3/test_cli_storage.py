@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from green_pipeline.cli import main
-from green_pipeline.data import StreamSpec, write_stream
+from green_pipeline.app.cli import main
+from green_pipeline.demo.stream import StreamSpec, write_stream
 
 if TYPE_CHECKING:
     from conftest import S3Server

@@ -16,12 +16,12 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, EventLogEntry, instance_for_test
 from s3fs import S3FileSystem
 
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import BatchOutcome, process_batches
 from green_pipeline.assets.jobs import TRANSIENT_FAULT_RETRIES
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
+from green_pipeline.demo.stream import StreamSpec, write_stream
 from green_pipeline.errors import StoreError
-from green_pipeline.runner import BatchOutcome, process_batches
-from green_pipeline.store import ModelStore
+from green_pipeline.store.model_store import ModelStore
 
 if TYPE_CHECKING:
     from conftest import S3Server

@@ -22,9 +22,9 @@ import pytest
 import requests
 from dagster import DagsterInstance, instance_for_test, serialize_value
 
-from green_pipeline.data import StreamSpec, write_stream
-from green_pipeline.definitions import defs
-from green_pipeline.runner import process_batches
+from green_pipeline.app.definitions import defs
+from green_pipeline.app.runner import process_batches
+from green_pipeline.demo.stream import StreamSpec, write_stream
 
 if TYPE_CHECKING:
     from conftest import S3Server

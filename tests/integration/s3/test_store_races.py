@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, TypeVar
 import pandas as pd
 import pytest
 
-from green_pipeline import files
-from green_pipeline.data import LABEL, StreamSpec, generate_day
+from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.data.validation import validate_batch
+from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
 from green_pipeline.errors import StoreConflictError
-from green_pipeline.schema import DatasetSpec, FeatureSchema, infer_schema
-from green_pipeline.store import ModelStore
-from green_pipeline.training import TrainingSettings, full_retrain, split_batch
-from green_pipeline.validation import validate_batch
+from green_pipeline.store import files
+from green_pipeline.store.model_store import ModelStore
+from green_pipeline.training.trainer import TrainingSettings, full_retrain, split_batch
 
 if TYPE_CHECKING:
     from conftest import S3Server

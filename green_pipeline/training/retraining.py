@@ -1,0 +1,216 @@
+"""Retraining with escalation: try the plan's strategies cheapest first, each one's energy measured, until one
+meets the quality bar on held-out rows, and keep the record of every attempt and of why the final one won.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
+from green_pipeline.drift.assessment import MonitoringThresholds
+from green_pipeline.energy.measurement import EnergyReport, EnergySettings, EnergyStatus, complete_sum, measure_energy
+from green_pipeline.records import CandidateModel, DriftAssessment
+from green_pipeline.store.model_store import DeployedModel
+from green_pipeline.training.evaluation import auc
+from green_pipeline.training.policy import (
+    QualityBar,
+    QualityDrop,
+    RetrainPlan,
+    Strategy,
+    StrategyRules,
+    choose_final,
+    meets_bar,
+    plan_retraining,
+    quality_bar,
+)
+from green_pipeline.training.trainer import (
+    BatchSplit,
+    TrainingSettings,
+    TrainResult,
+    reference_sample,
+    split_batch,
+    train_model,
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One strategy tried: its model, its validation AUC against the bar, and what training it cost."""
+
+    result: TrainResult
+    met_bar: bool
+    energy: EnergyReport
+    cpu_s: float
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.result.strategy
+
+
+@dataclass(frozen=True)
+class RetrainingOutcome:
+    """The model handed on, every attempt in the order tried, and why the final one was chosen."""
+
+    result: TrainResult
+    attempts: tuple[Attempt, ...]
+    plan: RetrainPlan
+    bar: QualityBar | None
+    champion_valid_auc: float | None
+    reason: str
+
+    @property
+    def strategies_tried(self) -> tuple[Strategy, ...]:
+        return tuple(attempt.strategy for attempt in self.attempts)
+
+    @property
+    def energy_kwh(self) -> float | None:
+        """What the retraining spent, measured or estimated; None as soon as one attempt has no figure."""
+        return complete_sum(attempt.energy.energy_kwh for attempt in self.attempts)
+
+    def metadata(self) -> dict[str, float | int | str]:
+        """Flat figures for the materialization: numbers as numbers, one ``attempt_<strategy>_*`` set per attempt.
+
+        The chosen strategy is not among them: the metadata contract (``TrainingRecord``) writes it.
+        """
+        values: dict[str, float | int | str | None] = {
+            "strategies_tried": ", ".join(s.value for s in self.strategies_tried),
+            "attempts": len(self.attempts),
+            "reason": self.reason,
+            "quality_bar_auc": self.bar.auc if self.bar else None,
+            "champion_valid_auc": self.champion_valid_auc,
+            "reference_rows": self.result.extra_rows,
+        }
+        for attempt in self.attempts:
+            prefix = f"attempt_{attempt.strategy.value}"
+            if attempt.energy.energy_kwh is None:  # said, never left out or zeroed
+                values[f"{prefix}_energy"] = EnergyStatus.UNMEASURED.value
+            values[f"{prefix}_energy_kwh"] = attempt.energy.energy_kwh
+            values[f"{prefix}_valid_auc"] = attempt.result.valid_auc
+            values[f"{prefix}_duration_s"] = attempt.energy.duration_s
+        return {key: value for key, value in values.items() if value is not None}
+
+    def attempts_table(self) -> str:
+        """The attempts as a Markdown table, for reading in the UI next to the numbers."""
+        lines = [
+            "| strategy | valid AUC | met bar | new trees | train rows | energy kWh | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for a in self.attempts:
+            kwh = EnergyStatus.UNMEASURED.value if a.energy.energy_kwh is None else f"{a.energy.energy_kwh:.3g}"
+            lines.append(
+                f"| {a.strategy.value} | {a.result.valid_auc:.4f} | {'yes' if a.met_bar else 'no'} | "
+                f"{a.result.new_trees} | {a.result.train_rows} | {kwh} | {a.energy.duration_s:.2f} |"
+            )
+        bar = "none (no champion to beat)" if self.bar is None else f"{self.bar.auc:.4f} ({self.bar.reason})"
+        return "\n".join([*lines, "", f"Quality bar: {bar}.", "", f"Chosen: {self.reason}."])
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """The challenger handed to the next step, and how it was chosen."""
+
+    candidate: CandidateModel
+    outcome: RetrainingOutcome
+
+
+def retrain_batch(
+    frame: pd.DataFrame,
+    assessment: DriftAssessment,
+    champion: DeployedModel | None,
+    spec: DatasetSpec,
+    thresholds: MonitoringThresholds,
+    settings: TrainingSettings,
+    energy: EnergySettings,
+) -> Retrained:
+    """A challenger trained on the batch ``assessment`` judged, with the plan its drift and quality drop call for.
+
+    The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
+    """
+    batch = assessment.batch
+    schema = champion.schema if champion else infer_schema(frame, spec, batch)
+    split = split_batch(frame, schema.label, batch, batch)
+    rules = thresholds.rules or StrategyRules()
+    plan = plan_for(assessment, len(frame), thresholds.quality_drop_auc, thresholds.always_retrain, rules)
+    outcome = retrain(split, schema, champion, plan, rules, settings, energy)
+    result = outcome.result
+    candidate = CandidateModel(
+        batch=batch,
+        model_text=result.booster.model_to_string(),
+        schema=schema,
+        strategy=result.strategy,
+        parent_version=champion.version if champion else None,
+        trees=result.trees,
+        new_trees=result.new_trees,
+        train_rows=result.train_rows,
+    )
+    return Retrained(candidate, outcome)
+
+
+def plan_for(
+    assessment: DriftAssessment,
+    labelled_rows: int,
+    quality_drop_threshold: float,
+    always_retrain: bool,
+    rules: StrategyRules,
+) -> RetrainPlan:
+    """The plan for a batch judged by the monitoring step, under the policy's current rules."""
+    quality = None
+    if assessment.champion_auc is not None and assessment.champion_deployed_auc is not None:
+        quality = QualityDrop(assessment.champion_deployed_auc, assessment.champion_auc, quality_drop_threshold)
+    has_champion = assessment.champion_version is not None
+    return plan_retraining(assessment.drift, quality, labelled_rows, has_champion, always_retrain, rules)
+
+
+def retrain(
+    split: BatchSplit,
+    schema: FeatureSchema,
+    champion: DeployedModel | None,
+    plan: RetrainPlan,
+    rules: StrategyRules,
+    settings: TrainingSettings,
+    energy: EnergySettings,
+) -> RetrainingOutcome:
+    """Run the plan's strategies in order, each measured, stopping at the first that meets the quality bar."""
+    champion_auc = auc(champion.booster, split.valid, champion.schema) if champion else None
+    bar = quality_bar(champion_auc, rules)
+    extra = None
+    if champion is not None:
+        rows = round(plan.reference_fraction * len(split.train))
+        extra = reference_sample(champion.reference, rows, f"reference:{champion.version}")
+    attempts: list[Attempt] = []
+    for strategy in plan.ladder:
+        attempt = run_attempt(split, schema, strategy, settings, energy, champion, extra, bar)
+        attempts.append(attempt)
+        if attempt.met_bar:
+            break
+    index, why = choose_final([(a.strategy, a.result.valid_auc) for a in attempts], bar)
+    return RetrainingOutcome(
+        result=attempts[index].result,
+        attempts=tuple(attempts),
+        plan=plan,
+        bar=bar,
+        champion_valid_auc=champion_auc,
+        reason=f"{plan.reason}; chosen: {why}",
+    )
+
+
+def run_attempt(
+    split: BatchSplit,
+    schema: FeatureSchema,
+    strategy: Strategy,
+    settings: TrainingSettings,
+    energy: EnergySettings,
+    champion: DeployedModel | None,
+    extra_rows: pd.DataFrame | None,
+    bar: QualityBar | None,
+) -> Attempt:
+    """One strategy, with its energy (``measure_energy``) and CPU seconds metered around the training alone."""
+    booster = champion.booster if champion else None
+    cpu_started = time.process_time()
+    with measure_energy(energy) as measurement:
+        result = train_model(split, schema, strategy, settings, booster, extra_rows)
+    assert measurement.report is not None
+    return Attempt(result, meets_bar(result.valid_auc, bar), measurement.report, time.process_time() - cpu_started)
