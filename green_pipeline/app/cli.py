@@ -44,6 +44,7 @@ from green_pipeline.assets.jobs import energy_ledger_job
 from green_pipeline.carbon.regions import PROVIDERS, advice_table, measured_energy_kwh, region_advice
 from green_pipeline.data.batches import list_batches
 from green_pipeline.demo.stream import StreamSpec, write_stream
+from green_pipeline.energy.measurement import EnergyStatus, MeasuredSum
 from green_pipeline.errors import GreenPipelineError, StorageAccessError
 from green_pipeline.orchestration.ledger import all_entries, batch_kpis, entries_of, materializations, totals
 from green_pipeline.orchestration.metadata import LedgerRecord
@@ -141,7 +142,7 @@ def _refresh_ledger(instance: DagsterInstance, config: dict | None = None) -> No
 def _comparison(gated: Sequence[BatchOutcome], baseline: Sequence[BatchOutcome]) -> str:
     gated_kwh = sum(o.energy_kwh for o in gated)
     baseline_kwh = sum(o.energy_kwh for o in baseline)
-    ratio = f"{gated_kwh / baseline_kwh:.3f}" if baseline_kwh else "unmeasured"
+    ratio = f"{gated_kwh / baseline_kwh:.3f}" if baseline_kwh else EnergyStatus.UNMEASURED.value
     gated_auc, baseline_auc = mean_served_auc(gated), mean_served_auc(baseline)
     delta = "n/a" if gated_auc is None or baseline_auc is None else f"{gated_auc - baseline_auc:+.4f}"
     return f"Energy drift-gated / always-retrain = {ratio}; mean served AUC drift-gated minus always-retrain = {delta}"
@@ -256,7 +257,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
     entries = all_entries(persistent_instance())
     energy = measured_energy_kwh(e.energy_kwh for e in entries)
     emitted = measured_energy_kwh(e.emissions_kg_co2eq for e in entries)
-    unmeasured = sum(e.energy_kwh is None for e in entries)
+    unmeasured = MeasuredSum.of(e.energy_kwh for e in entries).unmeasured
     advice = region_advice(energy, args.provider, args.top)
     if args.json:
         document = {

@@ -140,6 +140,7 @@ def test_two_runs_of_one_batch_train_one_at_a_time_and_keep_their_own_versions(w
         assert first_training[1] <= second_training[0]  # one training at a time
         assert storage.get_concurrency_info(POOL).active_slot_count == 0  # every slot given back
         pinned = {o.run_id: _metadata(instance, o.run_id, "drift_report")["champion_version"] for o in outcomes}
+        candidates = {o.run_id: _metadata(instance, o.run_id, "retrained_model")["artifact_url"] for o in outcomes}
         promotions = sorted(
             (_step_window(instance, o.run_id, "deployed_model")[1], o.deployed_version)
             for o in outcomes
@@ -153,11 +154,15 @@ def test_two_runs_of_one_batch_train_one_at_a_time_and_keep_their_own_versions(w
     assert set(publisher) == {o.run_id for o in outcomes}
     assert all(o.deployed_version == publisher[o.run_id] for o in outcomes if o.success)
     # Each run pinned the champion its drift report judged against (v0001: both reports were made before either
-    # run trained) and read only its own step outputs, so both trained the same model from the same rows.
+    # run trained) and read only its own step outputs (one file per run), so both trained the same challenger from
+    # the same rows. What each then published may differ: compression keeps the candidate that predicts cheapest as
+    # timed on this machine, and a busy machine times differently.
     for outcome in outcomes:
         lineage = store.load(publisher[outcome.run_id]).metadata["lineage"]
         assert lineage["parent_version"] == pinned[outcome.run_id] == "v0001"
-    assert store.load("v0002").model_text == store.load("v0003").model_text
+    first_candidate, second_candidate = (json.loads(Path(url).read_text()) for url in candidates.values())
+    assert len(set(candidates.values())) == 2
+    assert first_candidate["value"]["model_text"] == second_candidate["value"]["model_text"]
     # The last promotion serves, complete and verified.
     assert store.load().version == store.current_version() == (promotions[-1][1] if promotions else "v0001")
 
