@@ -32,7 +32,7 @@ from green_pipeline.orchestration.metadata import (
     MetadataRecord,
 )
 from green_pipeline.orchestration.resources import CheckThresholds
-from green_pipeline.training.policy import reaches_floor
+from green_pipeline.training.promotion import reaches_floor
 
 R = TypeVar("R", bound=MetadataRecord)
 
@@ -53,7 +53,7 @@ def drift_below_threshold(context: AssetCheckExecutionContext) -> AssetCheckResu
     description="Fails when the compressed model is under the quality floor; deployed_model then rejects it.",
 )
 def quality_floor(context: AssetCheckExecutionContext, check_thresholds: CheckThresholds) -> AssetCheckResult:
-    """Visibility only: the gate is training.policy.decide_promotion, so a rejection is an outcome, not a failure.
+    """Visibility only: the gate is training.promotion.decide_promotion, so a rejection is an outcome, not a failure.
 
     A blocking check would log "emitted no result" on every batch whose compressed_model is skipped.
     """

@@ -24,7 +24,7 @@ from green_pipeline.orchestration.resources import (
 from green_pipeline.records import ChampionComparison, CompressedModel, Deployment
 from green_pipeline.reporting.mlflow_logging import release_record, tracking_metadata
 from green_pipeline.serving.release import energy_kpis, publish_version, release_metadata
-from green_pipeline.training.policy import decide_promotion
+from green_pipeline.training.promotion import decide_promotion
 
 
 @metered_asset(

@@ -10,6 +10,7 @@ from green_pipeline.drift.detection import DriftResult, detect_drift, no_referen
 from green_pipeline.drift.sampling import DriftSettings
 from green_pipeline.records import DriftAssessment
 from green_pipeline.store.model_store import DeployedModel, ModelStore
+from green_pipeline.training.confidence import DEFAULT_CONFIDENCE
 from green_pipeline.training.evaluation import auc
 from green_pipeline.training.policy import QualityDrop, StrategyRules, decide_retraining
 
@@ -24,6 +25,10 @@ class MonitoringThresholds:
     quality_drop_auc: float = 0.05
     always_retrain: bool = False
     rules: StrategyRules = field(default_factory=StrategyRules)
+    #: Confidence of every interval a decision rests on (champion AUC on a batch, challenger vs champion).
+    decision_confidence: float = DEFAULT_CONFIDENCE
+    #: Labelled rows a quality decision needs; a smaller batch is pooled with the next ones until they add up.
+    min_rows_for_decision: int = 1000
 
 
 def assess_batch(

@@ -26,7 +26,7 @@ from green_pipeline.energy.measurement import (
 from green_pipeline.errors import EventLogError
 from green_pipeline.records import CompressedModel, Deployment, DriftAssessment
 from green_pipeline.serving.release import EnergyKpis
-from green_pipeline.training.policy import PromotionDecision
+from green_pipeline.training.promotion import PromotionDecision
 from green_pipeline.training.retraining import Retrained
 
 INGESTED_BATCH = AssetKey("ingested_batch")

@@ -174,6 +174,18 @@ class RetrainPolicy(ConfigurableResource):
         description="Drop of the serving model's AUC on a labelled batch (vs at deployment) that triggers a retrain "
         "and marks a concept drift: refit is skipped and no old reference rows are mixed in.",
     )
+    decision_confidence: float = Field(
+        default=_THRESHOLDS.decision_confidence,
+        gt=0.5,
+        lt=1.0,
+        description="Confidence of the intervals every decision rests on: the champion's AUC on a batch (quality-drop "
+        "trigger) and the challenger's AUC and its paired difference from the champion's (floor and promotion).",
+    )
+    min_rows_for_decision: int = Field(
+        default=_THRESHOLDS.min_rows_for_decision,
+        ge=1,
+        description="Labelled rows a decision needs: a smaller batch is pooled with the next ones until they add up.",
+    )
     promotion_tolerance_auc: float = Field(
         default=0.005,
         ge=0.0,
@@ -269,6 +281,8 @@ class RetrainPolicy(ConfigurableResource):
             quality_drop_auc=self.quality_drop_threshold_auc,
             always_retrain=self.always_retrain,
             rules=self.strategy_rules(),
+            decision_confidence=self.decision_confidence,
+            min_rows_for_decision=self.min_rows_for_decision,
         )
 
     def strategy_rules(self) -> StrategyRules:

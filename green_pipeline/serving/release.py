@@ -11,7 +11,7 @@ import pandas as pd
 from green_pipeline.energy.measurement import EnergyStatus, complete_sum
 from green_pipeline.records import ChampionComparison, CompressedModel, Deployment
 from green_pipeline.store.model_store import ModelStore
-from green_pipeline.training.policy import PromotionDecision
+from green_pipeline.training.promotion import PromotionDecision
 
 #: AUC of random guessing: what the first version, which has no champion, is measured against.
 RANDOM_AUC = 0.5

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from dagster import (
     DagsterEventType,
-    Output,
     DagsterInstance,
     Definitions,
     JobDefinition,
+    Output,
     define_asset_job,
     execute_job,
     instance_for_test,

@@ -17,7 +17,8 @@ from green_pipeline.orchestration.resources import MlflowTracking
 from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, Deployment
 from green_pipeline.reporting.mlflow_logging import MlflowSettings, RunRecord, log_run
 from green_pipeline.serving.release import energy_kpis
-from green_pipeline.training.policy import PromotionDecision, Strategy
+from green_pipeline.training.policy import Strategy
+from green_pipeline.training.promotion import PromotionDecision
 
 STEPS = ("retrained_model", "compressed_model")
 

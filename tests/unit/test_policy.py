@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from green_pipeline.drift.detection import DriftResult, no_reference
-from green_pipeline.training.policy import QualityDrop, Strategy, decide_promotion, decide_retraining
+from green_pipeline.training.policy import QualityDrop, Strategy, decide_retraining
+from green_pipeline.training.promotion import decide_promotion
 
 THRESHOLD = 0.3
 
