@@ -1,7 +1,8 @@
 """Asset checks shown pass/fail in the UI: drift, the quality floor, energy budgets.
 
 None is a Dagster blocking check: the gates themselves are decisions of the assets (deployed_model rejects a
-model under the floor, retrained_model skips retraining over a blocking budget); the checks show the same limits.
+model surely under the floor, retrained_model skips retraining over a blocking budget); the checks show the same
+limits, by the same rules.
 """
 
 from datetime import UTC, datetime
@@ -24,11 +25,11 @@ from green_pipeline.orchestration.ledger import (
     totals,
 )
 from green_pipeline.orchestration.metadata import (
-    COMPRESSED_MODEL,
     DRIFT_REPORT,
     ENERGY_LEDGER,
-    CompressionRecord,
+    MODEL_EVALUATION,
     DriftDecision,
+    EvaluationRecord,
     MetadataRecord,
 )
 from green_pipeline.orchestration.resources import CheckThresholds
@@ -49,19 +50,26 @@ def drift_below_threshold(context: AssetCheckExecutionContext) -> AssetCheckResu
 
 
 @asset_check(
-    asset=COMPRESSED_MODEL,
-    description="Fails when the compressed model is under the quality floor; deployed_model then rejects it.",
+    asset=MODEL_EVALUATION,
+    description="Fails when the challenger's AUC is under the quality floor even at its upper bound; deployed_model "
+    "then rejects it.",
 )
 def quality_floor(context: AssetCheckExecutionContext, check_thresholds: CheckThresholds) -> AssetCheckResult:
     """Visibility only: the gate is training.promotion.decide_promotion, so a rejection is an outcome, not a failure.
 
-    A blocking check would log "emitted no result" on every batch whose compressed_model is skipped.
+    It applies the gate's own rule (``reaches_floor``) to the interval model_evaluation measured. A blocking check
+    would log "emitted no result" on every batch whose model_evaluation is skipped.
     """
-    test_auc = _this_run(context, CompressionRecord).test_auc
+    evaluation = _this_run(context, EvaluationRecord)
     return AssetCheckResult(
-        passed=reaches_floor(test_auc, check_thresholds.quality_floor_auc),
+        passed=reaches_floor(evaluation.challenger(), check_thresholds.quality_floor_auc),
         severity=AssetCheckSeverity.WARN,
-        metadata={"test_auc": test_auc, "quality_floor_auc": check_thresholds.quality_floor_auc},
+        metadata={
+            "test_auc": evaluation.challenger_auc,
+            "test_auc_upper": evaluation.challenger_auc_upper,
+            "confidence": evaluation.confidence,
+            "quality_floor_auc": check_thresholds.quality_floor_auc,
+        },
     )
 
 

@@ -83,8 +83,8 @@ def compressed_model(
 ) -> Output[CompressedModel]:
     """Pruned, retrained-smaller, distilled, quantized and compiled candidates, measured; the cheapest kept.
 
-    Each is judged on validation rows (AUC within the budget, energy per 1,000 predictions); the chosen
-    model's AUC on the test rows is what the promotion gate sees.
+    Each is judged on validation rows (AUC within the budget, energy per 1,000 predictions). The chosen model is
+    what deployed_model publishes, so it is the one model_evaluation compares with the champion on the test rows.
     """
     schema = retrained_model.schema
     split = split_batch(validated_batch, schema.label, retrained_model.batch, retrained_model.batch)

@@ -49,16 +49,12 @@ def deployed_model(
     dataset: DatasetResource,
     mlflow_tracking: MlflowTracking,
 ) -> Output[Deployment]:
-    """A new version in the store, with its energy KPIs; ``current`` moves to it only if it reaches the quality floor
-    and is not worse than the champion. A rejected version stays published and the run succeeds."""
+    """A new version in the store, with its energy KPIs; ``current`` moves to it only if its AUC interval reaches the
+    quality floor and its paired difference from the champion is within the tolerance (training.promotion). A
+    rejected version stays published and the run succeeds."""
     tracking = mlflow_tracking.to_settings()
     run_id = context.op_execution_context.run_id  # also set when a test invokes the asset directly
-    decision = decide_promotion(
-        model_evaluation.champion_auc,
-        compressed_model.test_auc,
-        policy.promotion_tolerance_auc,
-        check_thresholds.quality_floor_auc,
-    )
+    decision = decide_promotion(model_evaluation, policy.promotion_tolerance_auc, check_thresholds.quality_floor_auc)
     energy = production_energy(context.instance, run_id, context.partition_key)
     kpis = energy_kpis(compressed_model, model_evaluation, energy, [step.to_user_string() for step in PRODUCING_STEPS])
     metadata = release_metadata(compressed_model, model_evaluation, decision, energy, kpis, dataset.data_url, run_id)

@@ -7,8 +7,9 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.drift.assessment import assess_batch, reference_key
+from green_pipeline.drift.assessment import MonitoringThresholds, assess_batch, reference_key
 from green_pipeline.drift.detection import DriftResult
+from green_pipeline.orchestration.history import gate_history_of, load_batches
 from green_pipeline.orchestration.metadata import DRIFT_REPORT, VALIDATED_BATCH, DriftDecision
 from green_pipeline.orchestration.resources import ArtifactStorage, ModelStoreResource, RetrainPolicy
 from green_pipeline.records import DriftAssessment
@@ -31,26 +32,36 @@ def drift_report(
     policy: RetrainPolicy,
     artifacts: ArtifactStorage,
 ) -> Output[DriftAssessment]:
-    """Evidently data drift of the batch vs the data the serving model was trained on, and the decision."""
+    """Drift vs the data the serving model was trained on, weighted by the model's feature importance, the model's
+    AUC interval on the batch, and the decision, which also rests on the earlier batches (``history``)."""
     store = model_store.store()
     # This run's champion from here on: every later step loads the version recorded in this report.
     serving = store.current_version()
     champion = model_store.champion(serving) if serving else None
     key = reference_key(store, champion) if champion else None
+    history = gate_history_of(context.instance, context.partition_key)
+    pooled = load_batches(context.instance, artifacts, history.pooled_batches)
     assessment, html = assess_batch(
-        context.partition_key, validated_batch, champion, policy.thresholds(), policy.drift_settings(), key
+        context.partition_key,
+        validated_batch,
+        champion,
+        policy.thresholds(),
+        policy.drift_settings(),
+        key,
+        history,
+        pooled,
     )
     if html is not None:
         report_url = artifacts.url("reports", "drift_report", f"{files.validate_batch_key(context.partition_key)}.html")
         artifacts.write(report_url, html.encode())
         assessment = dataclasses.replace(assessment, report_url=report_url)
-    return Output(assessment, metadata=drift_metadata(assessment))
+    return Output(assessment, metadata=drift_metadata(assessment, policy.thresholds()))
 
 
-def drift_metadata(assessment: DriftAssessment) -> dict[str, object]:
+def drift_metadata(assessment: DriftAssessment, thresholds: MonitoringThresholds) -> dict[str, object]:
     """The decision as the contract writes it (``DriftDecision``), and what the UI shows beside it."""
     drift = assessment.drift
-    metadata: dict[str, object] = DriftDecision.of(assessment).as_metadata()
+    metadata: dict[str, object] = DriftDecision.of(assessment).as_metadata() | gate_metadata(assessment, thresholds)
     if assessment.report_url:
         metadata["report_path"] = MetadataValue.path(assessment.report_url)
     if drift.sample is not None:
@@ -58,13 +69,42 @@ def drift_metadata(assessment: DriftAssessment) -> dict[str, object]:
     if drift.columns:
         rows = "\n".join(
             f"| {c.column} | {c.method} | {c.score:.4g} | {_bound(c.error_bound)} | {c.threshold:.3g} "
-            f"| {'yes' if c.drifted else 'no'} |"
+            f"| {'yes' if c.drifted else 'no'} | {_importance(c.importance)} |"
             for c in drift.top_columns(TOP_DRIFTED_COLUMNS)
         )
         metadata["top_drifted_columns"] = MetadataValue.md(
-            "| column | test | score | ± bound | threshold | drifted |\n|---|---|---|---|---|---|\n" + rows
+            "| column | test | score | ± bound | threshold | drifted | importance |\n|---|---|---|---|---|---|---|\n"
+            + rows
         )
     return metadata
+
+
+def gate_metadata(assessment: DriftAssessment, thresholds: MonitoringThresholds) -> dict[str, object]:
+    """Every threshold the gate compared a figure with, and the history figures it used (None ones left out)."""
+    evidence, interval, rules = assessment.decision.evidence, assessment.champion_auc_interval, thresholds.rules
+    figures: dict[str, object | None] = {
+        "drift_share_threshold": thresholds.drift_share,
+        "severe_drift_share": rules.severe_drift_share,
+        "quality_drop_threshold_auc": thresholds.quality_drop_auc,
+        "decision_confidence": thresholds.decision_confidence,
+        "min_rows_for_decision": thresholds.min_rows_for_decision,
+        "champion_deployed_auc": assessment.champion_deployed_auc,
+        "champion_auc_lower": interval.lower if interval else None,
+        "drift_importance_weighted": assessment.drift.weighed,
+    }
+    if evidence is not None:
+        figures |= {
+            "drift_gate_threshold": evidence.drift_threshold,
+            "drift_streak": evidence.drift_streak,
+            "drift_patience": evidence.drift_patience,
+            "quality_streak": evidence.quality_streak,
+            "quality_patience": evidence.quality_patience,
+            "cooldown_batches": evidence.cooldown_batches,
+            "batches_since_retrain": evidence.batches_since_retrain,
+            "wasted_drift_retrains": evidence.wasted_drift_retrains,
+            "wasted_quality_retrains": evidence.wasted_quality_retrains,
+        }
+    return {key: value for key, value in figures.items() if value is not None}
 
 
 def sampling_metadata(drift: DriftResult) -> dict[str, object]:
@@ -85,6 +125,10 @@ def sampling_metadata(drift: DriftResult) -> dict[str, object]:
         "drift_reference_profile": "cached" if sample.reference_cached else "computed",
         "drift_report_columns": len(sample.report_columns),
     }
+
+
+def _importance(importance: float | None) -> str:
+    return "n/a" if importance is None else f"{importance:.1%}"
 
 
 def _bound(bound: float | None) -> str:

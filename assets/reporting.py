@@ -17,6 +17,7 @@ from green_pipeline.orchestration.ledger import (
     prediction_energy_per_1k_kwh,
     total_of,
     totals,
+    wasted_retrains,
 )
 from green_pipeline.orchestration.metadata import ENERGY_LEDGER, LedgerRecord, energy_figure
 from green_pipeline.orchestration.resources import ArtifactStorage
@@ -29,7 +30,8 @@ REGIONS_PER_PROVIDER = 3
 
 @metered_asset(key=ENERGY_LEDGER, group_name="reporting", io_manager_key="artifact_io_manager")
 def energy_ledger(context: AssetExecutionContext, artifacts: ArtifactStorage) -> Output[pd.DataFrame]:
-    """Energy and CO2 per asset, per run and in total; energy avoided by skipped retrains; a chart per batch."""
+    """Energy and CO2 per asset, per run and in total; energy avoided by skipped retrains and wasted by retrains
+    not promoted; a chart per batch."""
     events = list(materializations(context.instance))  # one read of the event log serves every figure below
     costs = batch_costs(events)
     summary = summarize(costs)
@@ -39,6 +41,7 @@ def energy_ledger(context: AssetExecutionContext, artifacts: ArtifactStorage) ->
     png = chart_png(costs)
     artifacts.write(chart_url, png)
     runs = sorted(totals(entries, by="run_id"), key=lambda t: t.key)
+    wasted = wasted_retrains(events)
     record = LedgerRecord(
         total_energy_kwh=total.energy_kwh,
         total_emissions_kg_co2eq=total.emissions_kg_co2eq,
@@ -49,6 +52,8 @@ def energy_ledger(context: AssetExecutionContext, artifacts: ArtifactStorage) ->
         avoided_energy_kwh=summary.avoided_energy_kwh,
         skipped_retrains_without_estimate=summary.skipped_without_estimate,
         max_run_energy_kwh=max((r.energy_kwh for r in runs), default=0.0),
+        wasted_retrains=wasted.count,
+        wasted_retrain_energy_kwh=wasted.energy_kwh,
     )
     metadata: dict[str, object] = {
         **record.as_metadata(),

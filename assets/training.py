@@ -9,15 +9,19 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.carbon.deferral import deferral_metadata
+from green_pipeline.orchestration.history import load_batches
 from green_pipeline.orchestration.ledger import retraining_budget_block
 from green_pipeline.orchestration.metadata import (
+    COMPRESSED_MODEL,
     DRIFT_REPORT,
     MODEL_EVALUATION,
     RETRAINED_MODEL,
     VALIDATED_BATCH,
+    EvaluationRecord,
     TrainingRecord,
 )
 from green_pipeline.orchestration.resources import (
+    ArtifactStorage,
     CarbonAwareScheduling,
     CheckThresholds,
     DatasetResource,
@@ -26,9 +30,9 @@ from green_pipeline.orchestration.resources import (
     ModelStoreResource,
     RetrainPolicy,
 )
-from green_pipeline.records import CandidateModel, ChampionComparison, DriftAssessment
+from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, DriftAssessment
 from green_pipeline.reporting.mlflow_logging import tracking_metadata, training_record
-from green_pipeline.training.evaluation import auc
+from green_pipeline.training.promotion import compare_with_champion
 from green_pipeline.training.retraining import retrain_batch
 from green_pipeline.training.trainer import split_batch
 
@@ -54,11 +58,13 @@ def retrained_model(
     carbon_aware: CarbonAwareScheduling,
     check_thresholds: CheckThresholds,
     mlflow_tracking: MlflowTracking,
+    artifacts: ArtifactStorage,
 ) -> Iterator[Output[CandidateModel]]:
     """A challenger, only when drift or a quality drop passed its threshold or nothing is deployed.
 
     The cheapest strategy expected to recover quality is tried first, escalating while the quality bar is
     missed; otherwise nothing is materialized and Dagster shows this step, and everything after it, skipped.
+    The batches the drift step pooled with this one (``drift_report.pooled_batches``) are trained on too.
     A blocking energy budget that is exhausted skips it the same way (check_thresholds, green_pipeline.energy.budget).
     """
     if not drift_report.decision.retrain:
@@ -73,8 +79,9 @@ def retrained_model(
     started = datetime.now(UTC)  # the intensity the run actually met, for runs the drift sensor timed
     champion = model_store.champion(drift_report.champion_version) if drift_report.champion_version else None
     spec, settings = dataset.to_settings(), policy.training_settings()
+    pooled = load_batches(context.instance, artifacts, drift_report.pooled_batches)
     retrained = retrain_batch(
-        validated_batch, drift_report, champion, spec, policy.thresholds(), settings, energy.to_settings()
+        validated_batch, drift_report, champion, spec, policy.thresholds(), settings, energy.to_settings(), pooled
     )
     outcome = retrained.outcome
     context.log.info(f"{outcome.result.strategy.value}: {outcome.reason}")
@@ -92,31 +99,27 @@ def retrained_model(
 
 @metered_asset(
     key=MODEL_EVALUATION,
-    ins={"validated_batch": AssetIn(VALIDATED_BATCH), "retrained_model": AssetIn(RETRAINED_MODEL)},
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH), "compressed_model": AssetIn(COMPRESSED_MODEL)},
     partitions_def=batch_partitions,
     group_name="training",
     io_manager_key="artifact_io_manager",
 )
 def model_evaluation(
-    validated_batch: pd.DataFrame, retrained_model: CandidateModel, model_store: ModelStoreResource
+    validated_batch: pd.DataFrame,
+    compressed_model: CompressedModel,
+    model_store: ModelStoreResource,
+    policy: RetrainPolicy,
 ) -> Output[ChampionComparison]:
-    """Challenger and champion AUC on the same held-out rows of the new batch."""
-    schema = retrained_model.schema
-    split = split_batch(validated_batch, schema.label, retrained_model.batch, retrained_model.batch)
-    champion = model_store.champion(retrained_model.parent_version) if retrained_model.parent_version else None
-    comparison = ChampionComparison(
-        challenger_auc=auc(retrained_model.booster(), split.test, schema),
-        champion_auc=auc(champion.booster, split.test, champion.schema) if champion else None,
-        champion_version=champion.version if champion else None,
-        test_rows=len(split.test),
-    )
-    metadata: dict[str, object] = {
-        "challenger_auc": comparison.challenger_auc,
-        "test_rows": comparison.test_rows,
-    }
-    if comparison.champion_auc is not None:
-        metadata |= {
-            "champion_auc": comparison.champion_auc,
-            "auc_gain": comparison.challenger_auc - comparison.champion_auc,
-        }
-    return Output(comparison, metadata=metadata)
+    """The compressed challenger and the champion on the same held-out rows, with intervals at the policy's
+    ``decision_confidence`` (paired DeLong for the difference).
+
+    The compressed model is the one deployed_model would publish, so it is the one judged: compression may cost AUC
+    within its budget, and the promotion gate and the quality_floor check must see that cost. Its test rows are the
+    ones compressed_model measured ``test_auc`` on (the same seeded split).
+    """
+    candidate = compressed_model.model
+    split = split_batch(validated_batch, candidate.schema.label, candidate.batch, candidate.batch)
+    champion = model_store.champion(candidate.parent_version) if candidate.parent_version else None
+    confidence = policy.thresholds().decision_confidence
+    comparison = compare_with_champion(split.test, candidate.booster(), candidate.schema, champion, confidence)
+    return Output(comparison, metadata=EvaluationRecord.of(comparison).as_metadata())

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class GreenPipelineError(Exception):
     """Base class: anything the pipeline refuses on purpose, with a message saying what to do."""
+
+    #: True when the fault lies in one batch alone: that batch is quarantined and ``green-pipeline run`` goes on with
+    #: the later ones. Any other refusal (a setting, the store's integrity) would meet every later batch too, so it
+    #: stops the run.
+    quarantines_batch: ClassVar[bool] = False
 
 
 class InvalidConfigError(GreenPipelineError):
@@ -13,6 +20,8 @@ class InvalidConfigError(GreenPipelineError):
 
 class InvalidBatchError(GreenPipelineError):
     """A batch file cannot be used: unreadable, empty, or not matching the dataset schema."""
+
+    quarantines_batch = True
 
 
 class InvalidBatchKeyError(InvalidBatchError):

@@ -8,12 +8,17 @@ import lightgbm as lgb
 
 from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.drift.detection import DriftResult
+from green_pipeline.training.confidence import Interval
 from green_pipeline.training.policy import RetrainDecision, Strategy
 
 
 @dataclass(frozen=True)
 class DriftAssessment:
-    """A batch judged against the serving model: drift, the model's quality on it, and the decision."""
+    """A batch judged against the serving model: drift, the model's quality on it, and the decision.
+
+    When earlier batches were pooled (too few labelled rows each), their rows were judged with this batch's, and a
+    retrain trains on them too: ``retrained_model`` loads ``pooled_batches`` the way the drift step did.
+    """
 
     batch: str
     drift: DriftResult
@@ -22,6 +27,12 @@ class DriftAssessment:
     champion_auc: float | None
     champion_deployed_auc: float | None
     report_url: str | None
+    #: The champion's AUC on the judged rows with its DeLong interval at policy.decision_confidence.
+    champion_auc_interval: Interval | None = None
+    #: Labelled rows the decision rested on, this batch's and the pooled ones'.
+    labelled_rows: int | None = None
+    pooled_batches: tuple[str, ...] = ()
+    pooled_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,12 +54,30 @@ class CandidateModel:
 
 @dataclass(frozen=True)
 class ChampionComparison:
-    """Challenger and champion on the same held-out rows of the new batch."""
+    """The challenger that would be deployed and the champion on the same held-out rows of the new batch.
 
-    challenger_auc: float
-    champion_auc: float | None
+    Each AUC comes with its DeLong interval at the policy's ``decision_confidence``, and ``difference`` (challenger
+    minus champion) with the paired one, far narrower than the two intervals side by side. Without a champion only
+    the challenger's interval exists.
+    """
+
+    challenger: Interval
+    champion: Interval | None
+    difference: Interval | None
     champion_version: str | None
     test_rows: int
+
+    @property
+    def challenger_auc(self) -> float:
+        return self.challenger.estimate
+
+    @property
+    def champion_auc(self) -> float | None:
+        return None if self.champion is None else self.champion.estimate
+
+    @property
+    def confidence(self) -> float:
+        return self.challenger.confidence
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ from green_pipeline.app.report import (
     mean_served_auc,
     models_row,
     outcome_row,
+    rejection_lines,
     totals_row,
     version_summary,
+    wasted_line,
 )
 from green_pipeline.app.runner import (
     BatchOutcome,
@@ -39,6 +41,7 @@ from green_pipeline.app.runner import (
     processed_batches,
     run_config,
     storage_resources,
+    times_quarantined,
 )
 from green_pipeline.assets.jobs import energy_ledger_job
 from green_pipeline.carbon.regions import PROVIDERS, advice_table, measured_energy_kwh, region_advice
@@ -46,7 +49,14 @@ from green_pipeline.data.batches import list_batches
 from green_pipeline.demo.stream import StreamSpec, write_stream
 from green_pipeline.energy.measurement import EnergyStatus, MeasuredSum
 from green_pipeline.errors import GreenPipelineError, StorageAccessError
-from green_pipeline.orchestration.ledger import all_entries, batch_kpis, entries_of, materializations, totals
+from green_pipeline.orchestration.ledger import (
+    all_entries,
+    batch_kpis,
+    entries_of,
+    materializations,
+    totals,
+    wasted_retrains,
+)
 from green_pipeline.orchestration.metadata import LedgerRecord
 from green_pipeline.orchestration.resources import DEFAULT_ROOT, ObjectStorage
 from green_pipeline.store.model_store import ModelStore
@@ -54,6 +64,8 @@ from green_pipeline.store.model_store import ModelStore
 INSTANCE_CONFIG = "dagster.yaml"
 #: The full event log stays in the instance (and the UI); the terminal shows the tables and warnings only.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+#: `run`'s exit code when every batch ran or was quarantined as invalid input, and at least one was quarantined.
+QUARANTINED_EXIT = 3
 
 
 def dagster_home() -> Path:
@@ -135,7 +147,8 @@ def _refresh_ledger(instance: DagsterInstance, config: dict | None = None) -> No
     ledger = LedgerRecord.from_metadata(result.asset_materializations_for_node("energy_ledger")[0].metadata)
     print(
         f"Skipped {ledger.skipped_retrains} retrains, avoiding about {ledger.avoided_energy_kwh * 1e3:.4f} Wh "
-        f"(each counted at the cost of the last measured retrain); ledger asset refreshed.\n"
+        f"(each counted at the cost of the last measured retrain); {ledger.wasted_retrains} retrains trained but "
+        f"not promoted (wasted), {ledger.wasted_retrain_energy_kwh * 1e3:.4f} Wh; ledger asset refreshed.\n"
     )
 
 
@@ -167,13 +180,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcomes = _print_outcomes(instance, pending, config)
     print(totals_row("total", outcomes))
     _refresh_ledger(instance, config)
-    return 0 if len(outcomes) == len(pending) and outcomes[-1].success else 1
+    quarantined = [o for o in outcomes if o.quarantined]
+    if quarantined:
+        print(_quarantine_listing(instance, quarantined))
+    if any(not o.success and not o.quarantined for o in outcomes):
+        return 1
+    return QUARANTINED_EXIT if quarantined else 0
+
+
+def _quarantine_listing(instance: DagsterInstance, quarantined: Sequence[BatchOutcome]) -> str:
+    """Every quarantined batch with its error, and how often it was refused: the next `run` tries it again."""
+    lines = [
+        f"Quarantined {len(quarantined)} batch(es) as invalid input; the later batches ran against the serving model. "
+        "Fix or remove each file: the next `green-pipeline run` tries it again."
+    ]
+    for outcome in quarantined:
+        times = times_quarantined(instance, outcome.batch)
+        again = f", quarantined {times} times so far" if times > 1 else ""
+        lines.append(f"  {outcome.batch} (run {outcome.run_id[:8]}{again}): {outcome.error}")
+    return "\n".join(lines)
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
     events = list(materializations(persistent_instance()))  # one read of the event log for every table
     entries = entries_of(events)
     by_asset, by_run, by_batch = totals(entries, by="asset"), totals(entries, by="run_id"), batch_kpis(events)
+    wasted = wasted_retrains(events)
     if args.json:
         print(
             json.dumps(
@@ -181,6 +213,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
                     "by_asset": [dataclasses.asdict(t) for t in by_asset],
                     "by_run": [dataclasses.asdict(t) for t in by_run],
                     "by_batch": [dataclasses.asdict(b) for b in by_batch],
+                    "wasted_retrains": {**dataclasses.asdict(wasted), "count": wasted.count, "share": wasted.share},
                 },
                 indent=2,
             )
@@ -194,6 +227,11 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     print(BATCH_KPI_HEADER)
     for row in by_batch:
         print(batch_kpi_row(row))
+    print()
+    print(wasted_line(wasted))
+    rejected = rejection_lines(by_batch)
+    if rejected:
+        print("Rejected, and why:", *rejected, sep="\n")
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from green_pipeline.app.runner import BatchOutcome
 from green_pipeline.energy.measurement import EnergyStatus, complete_sum
-from green_pipeline.orchestration.ledger import BatchKpi, EnergyTotal
+from green_pipeline.orchestration.ledger import BatchKpi, EnergyTotal, WastedRetrains
 
 OUTCOME_HEADER = (
     f"{'batch':<28} {'drift share':>11} {'action':<13} {'serving':>8} {'AUC served':>10} {'Wh':>9} {'g CO2eq':>9}"
@@ -75,13 +75,15 @@ def ledger_table(title: str, rows: Iterable[EnergyTotal]) -> str:
 
 MODELS_HEADER = (
     f"{'':1} {'version':<8} {'parent':<8} {'strategy':<13} {'batch':<28} {'trees':>5} {'test AUC':>8} "
-    f"{'size KB':>8} {'train Wh':>9} {'AUC gain/kWh':>12} {'mWh/1k pred':>11} {'promoted':>8}"
+    f"{'size KB':>8} {'train Wh':>9} {'AUC gain/kWh':>12} {'mWh/1k pred':>11} {'decision':>8}"
 )
 
 
 def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, Any]:
     """The fields of a version's metadata.json that the `models` listing shows."""
     metrics, lineage, energy = metadata.get("metrics", {}), metadata.get("lineage", {}), metadata.get("energy", {})
+    promotion = metadata.get("promotion", {})
+    promoted = promotion.get("promoted")
     return {
         "version": metadata["version"],
         "serving": metadata["version"] == serving,
@@ -97,26 +99,31 @@ def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, 
         "auc_gain_baseline": metrics.get("auc_gain_baseline"),
         "quality_per_kwh": metrics.get("quality_per_kwh"),
         "energy_per_1k_predictions_kwh": metrics.get("energy_per_1k_predictions_kwh"),
-        "promoted": metadata.get("promotion", {}).get("promoted"),
+        "promoted": promoted,
+        # Versions published before the decision was named carry only ``promoted``.
+        "decision": promotion.get("decision", {True: "promoted", False: "rejected"}.get(promoted)),
+        "reason": promotion.get("reason"),
     }
 
 
 def models_row(row: dict[str, Any]) -> str:
+    """A version's line; a rejected version's reason follows on the next line, indented."""
     size = None if row["size_bytes"] is None else row["size_bytes"] / 1024
     energy = EnergyStatus.UNMEASURED.value if row["energy_kwh"] is None else format(row["energy_kwh"] * 1e3, ".5f")
     per_1k = row["energy_per_1k_predictions_kwh"]
     per_1k_mwh = per_1k * 1e6 if isinstance(per_1k, float) else per_1k
-    return (
+    line = (
         f"{'*' if row['serving'] else ' '} {row['version']:<8} {row['parent_version'] or '-':<8} "
         f"{row['strategy'] or '-':<13} {row['batch'] or '-':<28} {row['trees'] or '-':>5} "
         f"{_optional(row['test_auc'], '.4f'):>8} {_optional(size, '.1f'):>8} {energy:>9} "
-        f"{_kpi(row['quality_per_kwh'], '.1f'):>12} {_kpi(per_1k_mwh, '.4f'):>11} {row['promoted']!s:>8}"
+        f"{_kpi(row['quality_per_kwh'], '.1f'):>12} {_kpi(per_1k_mwh, '.4f'):>11} {row['decision'] or '-':>8}"
     )
+    return f"{line}\n    {row['reason']}" if row["decision"] == "rejected" and row["reason"] else line
 
 
 BATCH_KPI_HEADER = (
     f"{'batch':<28} {'run':<8} {'action':<13} {'serving':>8} {'AUC served':>10} {'new':>6} {'AUC new':>8} "
-    f"{'promoted':>8} {'Wh':>9} {'AUC gain/kWh':>12}"
+    f"{'decision':>8} {'Wh':>9} {'AUC gain/kWh':>12}"
 )
 
 
@@ -128,10 +135,21 @@ def batch_kpi_row(row: BatchKpi) -> str:
         gain = EnergyStatus.UNMEASURED.value
     else:
         gain = _optional(row.quality_per_kwh, ".1f")
-    promoted = "-" if row.promoted is None else str(row.promoted)
     return (
         f"{row.batch:<28} {row.run_id[:8]:<8} {row.action:<13} {row.served_version or '-':>8} "
         f"{_optional(row.served_auc, '.4f'):>10} {row.deployed_version or '-':>6} "
-        f"{_optional(row.deployed_auc, '.4f'):>8} {promoted:>8} "
+        f"{_optional(row.deployed_auc, '.4f'):>8} {row.decision or '-':>8} "
         f"{_energy(row.energy_kwh, row.unmeasured_steps, 1e3, '.4f'):>9} {gain:>12}"
     )
+
+
+def rejection_lines(rows: Iterable[BatchKpi]) -> list[str]:
+    """Why each rejected version of the ledger's batches was not promoted."""
+    return [f"  {row.batch} ({row.deployed_version}): {row.reason}" for row in rows if row.decision == "rejected"]
+
+
+def wasted_line(wasted: WastedRetrains) -> str:
+    """Retrains trained but not promoted, and the energy their retraining steps spent for nothing."""
+    share = "" if wasted.share is None else f" of {wasted.retrains} ({wasted.share:.0%})"
+    energy = _energy(wasted.energy_kwh, wasted.unmeasured_steps, 1e3, ".4f")
+    return f"Wasted retrains (trained, not promoted): {wasted.count}{share}, {energy} Wh spent retraining them"

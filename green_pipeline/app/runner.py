@@ -23,6 +23,7 @@ from dagster import (
 from green_pipeline.assets.jobs import green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.errors import InvalidConfigError
+from green_pipeline.orchestration.io_manager import QUARANTINED
 from green_pipeline.orchestration.ledger import entries_of, latest_metadata, run_materializations, total_of
 from green_pipeline.orchestration.metadata import DeploymentRecord, DriftDecision, TrainingRecord
 from green_pipeline.orchestration.resources import ModelStoreResource, ObjectStorage
@@ -38,6 +39,11 @@ CONFIGURABLE_RESOURCES = (
     "mlflow_tracking",
 )
 
+#: Run tag the runner adds to a quarantined batch's run: the UI's run list filters on it, and ``times_quarantined``
+#: counts it.
+QUARANTINED_TAG = "green_pipeline/quarantined"
+PARTITION_TAG = "dagster/partition"
+
 
 @dataclass(frozen=True)
 class BatchOutcome:
@@ -45,10 +51,14 @@ class BatchOutcome:
     run_id: str
     success: bool
     error: str | None
+    #: The run failed on invalid input (an ``InvalidBatchError``): the batch is set aside and later ones still run.
+    quarantined: bool
     drifted_share: float | None
     retrained: bool
     strategy: str | None
     deployed_version: str | None
+    #: Whether the deployed version was promoted; None when nothing was deployed.
+    promoted: bool | None
     serving_version: str | None
     served_auc: float | None
     energy_kwh: float
@@ -98,23 +108,36 @@ def run_config(settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 def process_batches(
     defs: Definitions, instance: DagsterInstance, batches: list[str], config: dict[str, Any]
 ) -> Iterator[BatchOutcome]:
-    """Run the pipeline job on each batch in order, in this process; stop after the first failed run (later batches
-    depend on it). Steps run in process whatever executor the job carries: a fresh process per step would cost
-    seconds and energy here, and the instance's concurrency pools still serialize trainings across processes."""
+    """Run the pipeline job on each batch in order, in this process.
+
+    A batch refused as invalid input is quarantined: its run is tagged ``QUARANTINED_TAG`` and the later batches
+    still run, judged against the serving model it left unchanged. Any other failed run stops here: later batches
+    depend on it, and a refused setting or a faulty store would fail them too. Steps run in process whatever executor
+    the job carries: a fresh process per step would cost seconds and energy here, and the instance's concurrency
+    pools still serialize trainings across processes."""
     job = defs.resolve_job_def(green_pipeline_job.name)
     instance.add_dynamic_partitions(batch_partitions.name, batches)
     for batch in batches:
         result = job.execute_in_process(run_config=config, instance=instance, partition_key=batch, raise_on_error=False)
         outcome = outcome_of(instance, batch, result.run_id, result.success)
+        if outcome.quarantined:
+            instance.add_run_tags(result.run_id, {QUARANTINED_TAG: "true"})
         yield outcome
-        if not outcome.success:
+        if not outcome.success and not outcome.quarantined:
             return
 
 
 def processed_batches(instance: DagsterInstance) -> set[str]:
-    """Batches whose pipeline run has succeeded on this instance."""
+    """Batches whose pipeline run has succeeded on this instance. A quarantined batch is not one of them: the next
+    ``green-pipeline run`` tries it again, since its file may have been fixed, and reports it again if still bad."""
     runs = instance.get_runs(RunsFilter(job_name=green_pipeline_job.name, statuses=[DagsterRunStatus.SUCCESS]))
-    return {run.tags["dagster/partition"] for run in runs if "dagster/partition" in run.tags}
+    return {run.tags[PARTITION_TAG] for run in runs if PARTITION_TAG in run.tags}
+
+
+def times_quarantined(instance: DagsterInstance, batch: str) -> int:
+    """How many pipeline runs on this instance quarantined ``batch``, the latest included."""
+    tags = {PARTITION_TAG: batch, QUARANTINED_TAG: "true"}
+    return instance.get_runs_count(RunsFilter(job_name=green_pipeline_job.name, tags=tags))
 
 
 def outcome_of(instance: DagsterInstance, batch: str, run_id: str, success: bool) -> BatchOutcome:
@@ -124,15 +147,18 @@ def outcome_of(instance: DagsterInstance, batch: str, run_id: str, success: bool
     drift, training = DriftDecision.from_steps(latest), TrainingRecord.from_steps(latest)
     deployment = DeploymentRecord.from_steps(latest)
     energy = total_of(run_id, entries_of(events))
+    error, quarantined = (None, False) if success else _failure(instance, run_id)
     return BatchOutcome(
         batch=batch,
         run_id=run_id,
         success=success,
-        error=None if success else _failure_message(instance, run_id),
+        error=error,
+        quarantined=quarantined,
         drifted_share=drift.drifted_share if drift else None,
         retrained=training is not None,
         strategy=training.strategy if training else None,
         deployed_version=deployment.version if deployment else None,
+        promoted=deployment.promoted if deployment else None,
         serving_version=(deployment.serving_version if deployment else None)
         or (drift.champion_version if drift else None),
         served_auc=drift.champion_auc if drift else None,
@@ -142,15 +168,24 @@ def outcome_of(instance: DagsterInstance, batch: str, run_id: str, success: bool
     )
 
 
-def _failure_message(instance: DagsterInstance, run_id: str) -> str:
+def _failure(instance: DagsterInstance, run_id: str) -> tuple[str, bool]:
+    """The failed run's first error as ``<step>: <message>``, and whether the run is quarantined: every failed step
+    says so in its ``Failure`` metadata (``refusals_not_retried``). A failure without that metadata (an unexpected
+    exception, an IO manager's refusal that Dagster wraps, a run that failed before any step) is never quarantined."""
+    messages: list[str] = []
+    quarantined = True
     for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         data = event.dagster_event.step_failure_data if event.dagster_event else None
         if data and data.error:
             cause = data.error.cause or data.error
-            return f"{event.step_key}: {cause.message.strip()}"
+            messages.append(f"{event.step_key}: {cause.message.strip()}")
+        flag = data.user_failure_data.metadata.get(QUARANTINED) if data and data.user_failure_data else None
+        quarantined = quarantined and flag is not None and flag.value is True
+    if messages:
+        return messages[0], quarantined
     # Settings rejected while resources start (e.g. a threshold out of range) fail the run, not a step.
     for event in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
         run_failure = event.dagster_event.job_failure_data if event.dagster_event else None
         if run_failure and run_failure.error:
-            return f"run: {(run_failure.error.cause or run_failure.error).message.strip()}"
-    return "the run failed; see its logs in the Dagster UI"
+            return f"run: {(run_failure.error.cause or run_failure.error).message.strip()}", False
+    return "the run failed; see its logs in the Dagster UI", False

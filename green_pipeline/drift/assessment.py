@@ -1,27 +1,36 @@
-"""Judging a new batch against the serving model: Evidently drift, champion quality, and the decision."""
+"""Judging a new batch against the serving model: drift weighted by what the model uses, its quality, the decision."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
+import lightgbm as lgb
 import pandas as pd
 
-from green_pipeline.drift.detection import DriftResult, detect_drift, no_reference
+from green_pipeline.drift.detection import detect_drift, no_reference, weigh
 from green_pipeline.drift.sampling import DriftSettings
 from green_pipeline.records import DriftAssessment
 from green_pipeline.store.model_store import DeployedModel, ModelStore
-from green_pipeline.training.confidence import DEFAULT_CONFIDENCE
-from green_pipeline.training.evaluation import auc
-from green_pipeline.training.policy import QualityDrop, StrategyRules, decide_retraining
+from green_pipeline.training.confidence import DEFAULT_CONFIDENCE, Interval, auc_interval
+from green_pipeline.training.policy import (
+    GateHistory,
+    QualityDrop,
+    StrategyRules,
+    decide_retraining,
+    pooled_decision,
+)
 
 
 @dataclass(frozen=True)
 class MonitoringThresholds:
     """What makes a batch call for a retrain and how its first strategy is chosen; ``RetrainPolicy`` takes these."""
 
-    #: Share of drifted feature columns that triggers a retrain.
+    #: Importance-weighted drifted share that triggers a retrain when the batch has no labels to judge quality on.
     drift_share: float = 0.3
-    #: Drop of the serving model's AUC on a labelled batch, vs at deployment, that triggers a retrain.
+    #: Drop of the serving model's AUC on a labelled batch, vs at deployment, that triggers a retrain once the upper
+    #: bound of the batch AUC's interval is past it.
     quality_drop_auc: float = 0.05
     always_retrain: bool = False
     rules: StrategyRules = field(default_factory=StrategyRules)
@@ -38,36 +47,82 @@ def assess_batch(
     thresholds: MonitoringThresholds,
     drift_settings: DriftSettings | None = None,
     reference_key: str | None = None,
+    history: GateHistory | None = None,
+    pooled: Mapping[str, pd.DataFrame] | None = None,
 ) -> tuple[DriftAssessment, str | None]:
-    """Drift vs the champion's reference data and the champion's AUC on the batch; returns the HTML report too.
+    """Drift that matters to the champion and its AUC interval on the batch, the decision, and the HTML report.
 
+    ``pooled`` holds the validated rows of the earlier pooled batches (``history.pooled_batches``), by name: they
+    are judged with this batch's. Too few labelled rows in all leave the decision pooled for the next batch (no
+    Evidently run is paid for); a first batch trains whatever its size, since nothing serves otherwise.
     ``reference_key`` (see ``reference_key``) lets the drift step reuse the reference's profile across batches.
     """
-    html: str | None = None
-    drift: DriftResult
-    quality: QualityDrop | None = None
-    if champion is None:
-        drift = no_reference(len(frame), thresholds.drift_share)
-    else:
-        drift, html = detect_drift(
-            frame, champion.reference, champion.schema, thresholds.drift_share, drift_settings, reference_key
-        )
-        deployed_auc = champion.metadata.get("metrics", {}).get("test_auc")
-        if deployed_auc is not None and frame[champion.schema.label].nunique() > 1:
-            batch_auc = auc(champion.booster, frame, champion.schema)
-            quality = QualityDrop(float(deployed_auc), batch_auc, thresholds.quality_drop_auc)
-    assessment = DriftAssessment(
+    history, pooled = history or GateHistory(), pooled or {}
+    judged = pd.concat([*pooled.values(), frame], ignore_index=True) if pooled else frame
+    record = partial(
+        DriftAssessment,
         batch=batch,
-        drift=drift,
-        decision=decide_retraining(
-            drift, champion is not None, quality, thresholds.always_retrain, thresholds.rules, len(frame)
-        ),
         champion_version=champion.version if champion else None,
+        report_url=None,
+        pooled_batches=tuple(pooled),
+        pooled_rows=len(judged) - len(frame),
+    )
+    if champion is None:
+        drift = no_reference(len(judged), thresholds.drift_share)
+        decision = decide_retraining(drift, False, None, thresholds.always_retrain, thresholds.rules, len(judged))
+        return record(drift=drift, decision=decision, champion_auc=None, champion_deployed_auc=None), None
+    label = champion.schema.label
+    labelled = int(judged[label].notna().sum()) if label in judged else 0
+    if not thresholds.always_retrain and 0 < labelled < thresholds.min_rows_for_decision:
+        decision = pooled_decision(labelled, thresholds.min_rows_for_decision, tuple(pooled))
+        unjudged = no_reference(len(judged), thresholds.drift_share)
+        return record(
+            drift=unjudged, decision=decision, champion_auc=None, champion_deployed_auc=None, labelled_rows=labelled
+        ), None
+    drift, html = detect_drift(
+        judged, champion.reference, champion.schema, thresholds.drift_share, drift_settings, reference_key
+    )
+    drift = weigh(drift, feature_importance(champion.booster))
+    interval = _champion_interval(champion, judged, thresholds.decision_confidence)
+    deployed_auc = champion.metadata.get("metrics", {}).get("test_auc")
+    quality = None
+    if interval is not None and deployed_auc is not None:
+        quality = QualityDrop(
+            float(deployed_auc), interval.estimate, thresholds.quality_drop_auc, interval.upper, interval.confidence
+        )
+    decision = decide_retraining(
+        drift, True, quality, thresholds.always_retrain, thresholds.rules, labelled or len(judged), history
+    )
+    assessment = record(
+        drift=drift,
+        decision=decision,
         champion_auc=quality.batch_auc if quality else None,
         champion_deployed_auc=quality.deployed_auc if quality else None,
-        report_url=None,
+        champion_auc_interval=interval,
+        labelled_rows=labelled,
     )
     return assessment, html
+
+
+def feature_importance(booster: lgb.Booster) -> dict[str, float]:
+    """Each feature's share of the model's total gain (LightGBM), summing to 1; a model without splits weighs all
+    alike. Gain, not split counts: a column split often for tiny improvements barely matters to the predictions."""
+    names = booster.feature_name()
+    gains = booster.feature_importance(importance_type="gain")
+    total = float(gains.sum())
+    if total <= 0.0:
+        return {name: 1.0 / len(names) for name in names}
+    return {name: float(gain) / total for name, gain in zip(names, gains, strict=True)}
+
+
+def _champion_interval(champion: DeployedModel, frame: pd.DataFrame, confidence: float) -> Interval | None:
+    """The champion's AUC on the labelled rows with DeLong's interval; None without both classes."""
+    schema = champion.schema
+    if schema.label not in frame or frame[schema.label].nunique() < 2:
+        return None
+    labelled = frame[frame[schema.label].notna()]
+    scores = champion.booster.predict(schema.encode(labelled))
+    return auc_interval(schema.labels(labelled), scores, confidence)
 
 
 def reference_key(store: ModelStore, champion: DeployedModel) -> str:

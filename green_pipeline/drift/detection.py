@@ -11,8 +11,9 @@ its plots cost a fixed ~40 ms per column whatever the rows, the dominant cost on
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -52,6 +53,8 @@ class ColumnDrift:
     #: Half-width of the interval holding the full-data score at the sampling confidence: 0.0 when every row
     #: was tested, None for p-value tests (see ``drift_sampling``).
     error_bound: float | None = 0.0
+    #: The serving model's share of gain on this column (all columns sum to 1); None when not weighed.
+    importance: float | None = None
 
     @property
     def severity(self) -> float:
@@ -100,8 +103,21 @@ class DriftResult:
         return self.drifted_share is not None
 
     @property
+    def weighed(self) -> bool:
+        """Whether the columns carry the serving model's importance (see ``weigh``)."""
+        return bool(self.columns) and all(c.importance is not None for c in self.columns)
+
+    @property
+    def weighted_share(self) -> float | None:
+        """The serving model's share of gain on drifted columns: what the gate compares; the plain share unweighed."""
+        if self.drifted_share is None or not self.weighed:
+            return self.drifted_share
+        return min(1.0, sum(c.importance or 0.0 for c in self.columns if c.drifted))
+
+    @property
     def passes_threshold(self) -> bool:
-        return self.drifted_share is not None and self.drifted_share >= self.threshold
+        share = self.weighted_share
+        return share is not None and share >= self.threshold
 
     @property
     def near_threshold_columns(self) -> tuple[ColumnDrift, ...]:
@@ -112,10 +128,14 @@ class DriftResult:
         """Whether the decision would stand even if every column near its threshold flipped on the full data."""
         if not self.column_count:
             return True
+        share = self.weighted_share or 0.0
         near = self.near_threshold_columns
-        lowest = self.drifted_count - sum(c.drifted for c in near)
-        highest = self.drifted_count + sum(not c.drifted for c in near)
-        return (lowest / self.column_count >= self.threshold) == (highest / self.column_count >= self.threshold)
+        lowest = share - sum(self._weight(c) for c in near if c.drifted)
+        highest = share + sum(self._weight(c) for c in near if not c.drifted)
+        return (lowest >= self.threshold) == (highest >= self.threshold)
+
+    def _weight(self, column: ColumnDrift) -> float:
+        return column.importance if self.weighed and column.importance is not None else 1.0 / self.column_count
 
     def top_columns(self, limit: int = 5) -> tuple[ColumnDrift, ...]:
         ranked = sorted(self.columns, key=lambda c: (c.drifted, c.severity), reverse=True)
@@ -171,6 +191,15 @@ def detect_drift(
         sample=sample,
     )
     return result, html
+
+
+def weigh(result: DriftResult, importance: Mapping[str, float]) -> DriftResult:
+    """The result with each column's importance to the serving model, so drift it barely uses barely counts.
+
+    ``importance`` maps each feature to its share of the model's gain (summing to 1); a column it lacks weighs 0.
+    """
+    columns = tuple(dataclasses.replace(c, importance=float(importance.get(c.column, 0.0))) for c in result.columns)
+    return dataclasses.replace(result, columns=columns)
 
 
 def no_reference(current_rows: int, threshold: float) -> DriftResult:

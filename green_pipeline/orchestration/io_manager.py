@@ -100,14 +100,27 @@ class ArtifactIOManager(IOManager):
         return str(recorded.value) if recorded is not None else None
 
 
+#: Failure metadata of a refused step: the error's class, and whether only its batch is at fault (quarantined).
+ERROR_CLASS = "error_class"
+QUARANTINED = "quarantined"
+
+
 @contextlib.contextmanager
 def refusals_not_retried() -> Iterator[None]:
     """A ``GreenPipelineError`` (bad input, integrity, config) would fail the same way again: it becomes a ``Failure``
-    that the jobs' ``RetryPolicy`` does not retry, prefixed by the error's class so the UI says what kind it is."""
+    that the jobs' ``RetryPolicy`` does not retry, prefixed by the error's class so the UI says what kind it is.
+
+    Its metadata names the class and says whether the batch is quarantined (``quarantines_batch``): the runner reads
+    that from the step failure event to go on with later batches, rather than parsing the message.
+    """
     try:
         yield
     except GreenPipelineError as exc:
-        raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+        raise Failure(
+            description=f"{type(exc).__name__}: {exc}",
+            metadata={ERROR_CLASS: type(exc).__name__, QUARANTINED: exc.quarantines_batch},
+            allow_retries=False,
+        ) from exc
 
 
 def _partition(context: InputContext | OutputContext) -> str:

@@ -143,6 +143,12 @@ def all_entries(instance: DagsterInstance) -> list[EnergyEntry]:
     return entries_of(materializations(instance))
 
 
+def is_wasted_retrain(retrained: bool, promoted: bool | None) -> bool:
+    """A retrain is wasted when it was trained but its version was not promoted (rejected, or never deployed): its
+    energy bought nothing that serves. The one definition, for the ledger, ``green-pipeline ledger`` and benchmarks."""
+    return retrained and promoted is not True
+
+
 @dataclass(frozen=True)
 class BatchSteps:
     """A batch as last processed: the latest materialization of each of its steps, read through the contract."""
@@ -158,6 +164,14 @@ class BatchSteps:
     @property
     def retrained(self) -> bool:
         return self.training is not None and self.drift.retrain_required
+
+    @property
+    def wasted(self) -> bool:
+        return is_wasted_retrain(self.retrained, self.deployment.promoted if self.deployment else None)
+
+    def retraining_energies(self) -> list[float | None]:
+        """The energy of each retraining step (retrained_model to deployed_model); none if the batch did not retrain."""
+        return [e.energy_kwh for e in self.entries if e.asset_key in RETRAINING_STEPS] if self.retrained else []
 
 
 def _latest_steps(events: Iterable[EventLogEntry]) -> list[BatchSteps]:
@@ -188,7 +202,6 @@ def batch_costs(events: Iterable[EventLogEntry]) -> list[BatchCost]:
 
 
 def _batch_cost(steps: BatchSteps) -> BatchCost:
-    retraining = [e.energy_kwh for e in steps.entries if e.asset_key in RETRAINING_STEPS] if steps.retrained else []
     deployment = steps.deployment if steps.retrained else None
     energy = MeasuredSum.of(e.energy_kwh for e in steps.entries)
     return BatchCost(
@@ -196,9 +209,44 @@ def _batch_cost(steps: BatchSteps) -> BatchCost:
         energy_kwh=energy.total,
         unmeasured_steps=energy.unmeasured,
         retrained=steps.retrained,
-        retrain_energy_kwh=complete_sum(retraining),
+        retrain_energy_kwh=complete_sum(steps.retraining_energies()),
         served_auc=steps.drift.champion_auc,
         deployed_auc=deployment.test_auc if deployment and deployment.promoted else None,
+    )
+
+
+@dataclass(frozen=True)
+class WastedRetrains:
+    """Retrains trained but not promoted (``is_wasted_retrain``), and what their retraining steps spent.
+
+    ``energy_kwh`` adds up the measured steps; ``unmeasured_steps`` counts the others, never guessed.
+    """
+
+    retrains: int
+    batches: tuple[str, ...]
+    energy_kwh: float
+    unmeasured_steps: int
+
+    @property
+    def count(self) -> int:
+        return len(self.batches)
+
+    @property
+    def share(self) -> float | None:
+        """Wasted retrains per retrain; None without any retrain."""
+        return self.count / self.retrains if self.retrains else None
+
+
+def wasted_retrains(events: Iterable[EventLogEntry]) -> WastedRetrains:
+    """The wasted retrains among every batch as last processed."""
+    batches = _latest_steps(events)
+    wasted = [steps for steps in batches if steps.wasted]
+    energy = MeasuredSum.of(kwh for steps in wasted for kwh in steps.retraining_energies())
+    return WastedRetrains(
+        retrains=sum(steps.retrained for steps in batches),
+        batches=tuple(steps.batch for steps in wasted),
+        energy_kwh=energy.total,
+        unmeasured_steps=energy.unmeasured,
     )
 
 
@@ -208,6 +256,7 @@ class BatchKpi:
 
     ``quality_per_kwh`` is the new version's AUC gain per kWh of retraining and compression (see
     green_pipeline.serving.release); None with status ``unmeasured`` when that energy was not measured.
+    ``decision`` is "promoted" or "rejected" (``reason`` says why); ``wasted`` marks a retrain not promoted.
     """
 
     batch: str
@@ -222,6 +271,9 @@ class BatchKpi:
     deployed_auc: float | None
     quality_per_kwh: float | None
     quality_per_kwh_status: str | None
+    decision: str | None
+    reason: str | None
+    wasted: bool
 
 
 def batch_kpis(events: Iterable[EventLogEntry]) -> list[BatchKpi]:
@@ -244,6 +296,9 @@ def batch_kpis(events: Iterable[EventLogEntry]) -> list[BatchKpi]:
                 deployed_auc=deployment.test_auc if deployment else None,
                 quality_per_kwh=deployment.quality_per_kwh if deployment else None,
                 quality_per_kwh_status=deployment.quality_per_kwh_status if deployment else None,
+                decision=deployment.decision if deployment else None,
+                reason=deployment.reason if deployment else None,
+                wasted=steps.wasted,
             )
         )
     return rows

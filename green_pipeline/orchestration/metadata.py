@@ -24,8 +24,9 @@ from green_pipeline.energy.measurement import (
     EnergyStatus,
 )
 from green_pipeline.errors import EventLogError
-from green_pipeline.records import CompressedModel, Deployment, DriftAssessment
+from green_pipeline.records import ChampionComparison, CompressedModel, Deployment, DriftAssessment
 from green_pipeline.serving.release import EnergyKpis
+from green_pipeline.training.confidence import Interval
 from green_pipeline.training.promotion import PromotionDecision
 from green_pipeline.training.retraining import Retrained
 
@@ -160,13 +161,29 @@ class DriftDecision(MetadataRecord):
     #: The champion's AUC on this batch, and its drop from the AUC it had when deployed.
     champion_auc: float | None = None
     champion_auc_drop: float | None = None
+    #: retrain, keep_serving or pooled (too few labelled rows: judged with the next batch); what opened the gate.
+    outcome: str | None = None
+    trigger: str | None = None
+    #: The serving model's share of gain on the drifted columns: what the gate compares (``drifted_share`` is plain).
+    weighted_drifted_share: float | None = None
+    #: Whether this batch's drift and quality signals held: the gate's history counts consecutive ones.
+    drift_signal: bool | None = None
+    quality_signal: bool | None = None
+    #: Upper bound of the champion AUC's interval, which the quality-drop trigger compares.
+    champion_auc_upper: float | None = None
+    labelled_rows: int | None = None
+    #: Earlier batches whose rows were judged with this one's, and how many rows they added.
+    pooled_batches: list[str] | None = None
+    pooled_rows: int | None = None
 
     @classmethod
     def of(cls, assessment: DriftAssessment) -> DriftDecision:
         drift, served, deployed = assessment.drift, assessment.champion_auc, assessment.champion_deployed_auc
+        decision, interval = assessment.decision, assessment.champion_auc_interval
+        evidence = decision.evidence
         return cls(
-            retrain_required=assessment.decision.retrain,
-            decision=assessment.decision.reason,
+            retrain_required=decision.retrain,
+            decision=decision.reason,
             drift_threshold=drift.threshold,
             drifted_columns=drift.drifted_count,
             columns_tested=drift.column_count,
@@ -176,6 +193,15 @@ class DriftDecision(MetadataRecord):
             drifted_share=drift.drifted_share,
             champion_auc=served,
             champion_auc_drop=deployed - served if served is not None and deployed is not None else None,
+            outcome=decision.outcome.value,
+            trigger=decision.trigger.value if decision.trigger else None,
+            weighted_drifted_share=drift.weighted_share,
+            drift_signal=evidence.drift_signal if evidence else None,
+            quality_signal=evidence.quality_signal if evidence else None,
+            champion_auc_upper=interval.upper if interval else None,
+            labelled_rows=assessment.labelled_rows,
+            pooled_batches=list(assessment.pooled_batches) or None,
+            pooled_rows=assessment.pooled_rows or None,
         )
 
 
@@ -207,7 +233,7 @@ class TrainingRecord(MetadataRecord):
 
 @dataclass(frozen=True)
 class CompressionRecord(MetadataRecord):
-    """The model ``compressed_model`` chose: read by the quality floor check (its test AUC)."""
+    """The model ``compressed_model`` chose; model_evaluation then puts an interval on its test AUC."""
 
     asset: ClassVar[AssetKey] = COMPRESSED_MODEL
 
@@ -218,6 +244,49 @@ class CompressionRecord(MetadataRecord):
     @classmethod
     def of(cls, compressed: CompressedModel) -> CompressionRecord:
         return cls(technique=compressed.technique, engine=compressed.engine, test_auc=compressed.test_auc)
+
+
+@dataclass(frozen=True)
+class EvaluationRecord(MetadataRecord):
+    """The intervals ``model_evaluation`` measured: read by the quality_floor check, which applies the gate's rule."""
+
+    asset: ClassVar[AssetKey] = MODEL_EVALUATION
+
+    #: The compressed challenger's test AUC and its interval at ``confidence``.
+    challenger_auc: float
+    challenger_auc_lower: float
+    challenger_auc_upper: float
+    confidence: float
+    test_rows: int
+    champion_version: str | None = None
+    champion_auc: float | None = None
+    champion_auc_lower: float | None = None
+    champion_auc_upper: float | None = None
+    #: Challenger minus champion on the same rows, with the paired interval the promotion rests on.
+    auc_gain: float | None = None
+    auc_gain_lower: float | None = None
+    auc_gain_upper: float | None = None
+
+    @classmethod
+    def of(cls, comparison: ChampionComparison) -> EvaluationRecord:
+        challenger, champion, gain = comparison.challenger, comparison.champion, comparison.difference
+        return cls(
+            challenger_auc=challenger.estimate,
+            challenger_auc_lower=challenger.lower,
+            challenger_auc_upper=challenger.upper,
+            confidence=challenger.confidence,
+            test_rows=comparison.test_rows,
+            champion_version=comparison.champion_version,
+            champion_auc=champion.estimate if champion else None,
+            champion_auc_lower=champion.lower if champion else None,
+            champion_auc_upper=champion.upper if champion else None,
+            auc_gain=gain.estimate if gain else None,
+            auc_gain_lower=gain.lower if gain else None,
+            auc_gain_upper=gain.upper if gain else None,
+        )
+
+    def challenger(self) -> Interval:
+        return Interval(self.challenger_auc, self.challenger_auc_lower, self.challenger_auc_upper, self.confidence)
 
 
 @dataclass(frozen=True)
@@ -294,3 +363,6 @@ class LedgerRecord(MetadataRecord):
     avoided_energy_kwh: float
     skipped_retrains_without_estimate: int
     max_run_energy_kwh: float
+    #: Retrains trained but not promoted (orchestration.ledger.is_wasted_retrain) and their retraining steps' energy.
+    wasted_retrains: int
+    wasted_retrain_energy_kwh: float

@@ -165,14 +165,16 @@ class RetrainPolicy(ConfigurableResource):
         default=_THRESHOLDS.drift_share,
         gt=0.0,
         le=1.0,
-        description="Share of drifted feature columns that triggers a retrain.",
+        description="Drifted share, weighted by the serving model's feature importance, that triggers a retrain when "
+        "the batch has no labels (with labels the champion's measured AUC decides; see severe_drift_share).",
     )
     quality_drop_threshold_auc: float = Field(
         default=_THRESHOLDS.quality_drop_auc,
         gt=0.0,
         le=1.0,
         description="Drop of the serving model's AUC on a labelled batch (vs at deployment) that triggers a retrain "
-        "and marks a concept drift: refit is skipped and no old reference rows are mixed in.",
+        "once the upper bound of the batch AUC's interval is past it, and marks a concept drift: refit is skipped and "
+        "no old reference rows are mixed in.",
     )
     decision_confidence: float = Field(
         default=_THRESHOLDS.decision_confidence,
@@ -205,7 +207,19 @@ class RetrainPolicy(ConfigurableResource):
         default=_RULES.severe_drift_share,
         gt=0.0,
         le=1.0,
-        description="Drifted share from which refit is skipped: start at warm start.",
+        description="Weighted drifted share from which drift is severe: refit is skipped, and on a labelled batch "
+        "drift alone opens the gate only from here.",
+    )
+    drift_patience: int = Field(
+        default=_RULES.drift_patience,
+        ge=1,
+        description="Consecutive drifted batches before drift alone retrains; doubles after each retrain on drift "
+        "that was not promoted, until one is (a clear quality drop needs one batch, doubling the same way).",
+    )
+    cooldown_batches: int = Field(
+        default=_RULES.cooldown_batches,
+        ge=0,
+        description="Batches after a retrain during which drift alone does not retrain (a quality drop still does).",
     )
     severe_column_drift: float = Field(
         default=_RULES.severe_column_drift,
@@ -292,6 +306,8 @@ class RetrainPolicy(ConfigurableResource):
             min_rows_new_trees=self.min_rows_new_trees,
             reference_fraction=self.reference_fraction,
             min_gain_auc=self.min_gain_auc,
+            drift_patience=self.drift_patience,
+            cooldown_batches=self.cooldown_batches,
         )
 
     def training_settings(self) -> TrainingSettings:

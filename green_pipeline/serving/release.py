@@ -100,7 +100,6 @@ def release_metadata(
         "metrics": {
             "test_auc": compressed.test_auc,
             "champion_auc": comparison.champion_auc,
-            "uncompressed_test_auc": comparison.challenger_auc,
             "trees": candidate.trees,
             "size_bytes": compressed.size_bytes_after,
             **kpis.as_json(),
@@ -116,7 +115,21 @@ def release_metadata(
         },
         # The engine's name only: serving compiles it from model.txt where it runs, never from stored machine code.
         "engine": {"name": compressed.engine},
-        "promotion": {"promoted": decision.promote, "reason": decision.reason},
+        "promotion": _promotion(comparison, decision),
+    }
+
+
+def _promotion(comparison: ChampionComparison, decision: PromotionDecision) -> dict[str, Any]:
+    """The decision, why, and the intervals it rested on: a rejected version says so in its own metadata."""
+    difference = comparison.difference
+    return {
+        "promoted": decision.promote,
+        "decision": decision.outcome,
+        "reason": decision.reason,
+        "confidence": comparison.confidence,
+        "test_rows": comparison.test_rows,
+        "test_auc_interval": [comparison.challenger.lower, comparison.challenger.upper],
+        "auc_gain_interval": None if difference is None else [difference.lower, difference.upper],
     }
 
 

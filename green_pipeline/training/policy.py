@@ -26,13 +26,20 @@ ESCALATION = (Strategy.REFIT, Strategy.WARM_START, Strategy.FULL)
 
 @dataclass(frozen=True)
 class StrategyRules:
-    """How the cheapest strategy expected to recover quality is picked, and the bar that stops escalation."""
+    """How much evidence drift alone needs to retrain, how the cheapest strategy expected to recover quality is
+    picked, and the bar that stops escalation (the reasons for each default are in docs/RETRAINING.md)."""
 
+    #: Importance-weighted drifted share from which drift is severe: refit is skipped, and when labels are present
+    #: (the champion's measured quality decides) drift alone opens the gate only from here.
     severe_drift_share: float = 0.5
     severe_column_drift: float = 5.0
     min_rows_new_trees: int = 1000
     reference_fraction: float = 0.5
     min_gain_auc: float = 0.005
+    #: Consecutive drifted batches (since the last retrain) before drift alone retrains; doubled per wasted retrain.
+    drift_patience: int = 1
+    #: Batches after a retrain during which drift alone does not retrain (a clear quality drop still does).
+    cooldown_batches: int = 0
 
     def __post_init__(self) -> None:
         for name in ("severe_drift_share", "min_gain_auc"):
@@ -42,6 +49,110 @@ class StrategyRules:
             raise InvalidConfigError(f"policy.reference_fraction = {self.reference_fraction} must be >= 0.")
         if self.severe_column_drift <= 0.0 or self.min_rows_new_trees < 0:
             raise InvalidConfigError("policy.severe_column_drift must be > 0 and policy.min_rows_new_trees >= 0.")
+        if self.drift_patience < 1 or self.cooldown_batches < 0:
+            raise InvalidConfigError(
+                f"policy.drift_patience = {self.drift_patience} must be >= 1 and "
+                f"policy.cooldown_batches = {self.cooldown_batches} >= 0."
+            )
+
+
+class Outcome(StrEnum):
+    """What the gate decided for a batch: ``pooled`` waits for the next batches' rows before deciding."""
+
+    RETRAIN = "retrain"
+    KEEP_SERVING = "keep_serving"
+    POOLED = "pooled"
+
+
+class Trigger(StrEnum):
+    """What opened the gate; a wasted retrain makes the same trigger need stronger evidence."""
+
+    NO_CHAMPION = "no_champion"
+    ALWAYS_RETRAIN = "always_retrain"
+    QUALITY_DROP = "quality_drop"
+    DRIFT = "drift"
+
+
+@dataclass(frozen=True)
+class GateHistory:
+    """What the earlier batches of the stream (oldest first, this one excluded) tell the gate.
+
+    Streaks count consecutive batches, since the last retrain, whose signal held; a wasted retrain is one whose
+    model was trained but not promoted, counted per trigger since the last promotion.
+    """
+
+    drift_streak: int = 0
+    quality_streak: int = 0
+    #: Batches judged since the last retrain; None before any retrain.
+    batches_since_retrain: int | None = None
+    wasted_drift_retrains: int = 0
+    wasted_quality_retrains: int = 0
+    #: The latest batches that were pooled and wait to be judged with this one, oldest first.
+    pooled_batches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PastBatch:
+    """One earlier batch as the gate needs it, read back from its drift report and deployment."""
+
+    batch: str
+    outcome: Outcome
+    trigger: Trigger | None = None
+    drift_signal: bool = False
+    quality_signal: bool = False
+    #: Whether the model trained on it was promoted; None when no model was deployed from it.
+    promoted: bool | None = None
+
+
+def gate_history(past: Sequence[PastBatch]) -> GateHistory:
+    """Streaks, batches since the last retrain, wasted retrains and the pending pool, from the batches before."""
+    pooled: list[str] = []
+    for earlier in reversed(past):
+        if earlier.outcome is not Outcome.POOLED:
+            break
+        pooled.insert(0, earlier.batch)
+    judged = [b for b in past if b.outcome is not Outcome.POOLED]
+    retrains = [i for i, b in enumerate(judged) if b.outcome is Outcome.RETRAIN]
+    since = judged[retrains[-1] + 1 :] if retrains else judged
+    promotions = [i for i, b in enumerate(judged) if b.promoted]
+    unpromoted = judged[promotions[-1] + 1 :] if promotions else judged
+    wasted = [b.trigger for b in unpromoted if b.outcome is Outcome.RETRAIN and b.promoted is False]
+    return GateHistory(
+        drift_streak=_streak(since, "drift_signal"),
+        quality_streak=_streak(since, "quality_signal"),
+        batches_since_retrain=len(since) if retrains else None,
+        wasted_drift_retrains=wasted.count(Trigger.DRIFT),
+        wasted_quality_retrains=wasted.count(Trigger.QUALITY_DROP),
+        pooled_batches=tuple(pooled),
+    )
+
+
+def _streak(batches: Sequence[PastBatch], signal: str) -> int:
+    count = 0
+    for batch in reversed(batches):
+        if not getattr(batch, signal):
+            break
+        count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class GateEvidence:
+    """What a decision compared, each figure beside the threshold it met or missed: the drift step's metadata."""
+
+    #: The weighted drifted share's threshold: policy.severe_drift_share with labels, else drift_share_threshold.
+    drift_threshold: float | None
+    drift_signal: bool
+    quality_signal: bool
+    #: Consecutive batches (this one included) whose signal held, and how many the trigger needs now.
+    drift_streak: int
+    drift_patience: int
+    quality_streak: int
+    quality_patience: int
+    cooldown_batches: int
+    batches_since_retrain: int | None
+    wasted_drift_retrains: int
+    wasted_quality_retrains: int
 
 
 @dataclass(frozen=True)
@@ -49,6 +160,9 @@ class RetrainDecision:
     retrain: bool
     strategy: Strategy | None
     reason: str
+    outcome: Outcome = Outcome.KEEP_SERVING
+    trigger: Trigger | None = None
+    evidence: GateEvidence | None = None
 
 
 @dataclass(frozen=True)
@@ -62,11 +176,14 @@ class RetrainPlan:
 
 @dataclass(frozen=True)
 class QualityDrop:
-    """The serving model's AUC on a labelled batch against the AUC it had when it was deployed."""
+    """The serving model's AUC on a labelled batch, with its interval, against the AUC it had when deployed."""
 
     deployed_auc: float
     batch_auc: float
     threshold: float
+    #: Upper bound of the batch AUC's interval at ``confidence`` (DeLong); None judges the estimate alone.
+    batch_upper: float | None = None
+    confidence: float | None = None
 
     @property
     def drop(self) -> float:
@@ -74,7 +191,16 @@ class QualityDrop:
 
     @property
     def passes_threshold(self) -> bool:
-        return self.drop >= self.threshold
+        """Even the best AUC the batch allows is below the deployed AUC minus the threshold: not noise."""
+        upper = self.batch_auc if self.batch_upper is None else self.batch_upper
+        return upper + AUC_EPSILON < self.deployed_auc - self.threshold
+
+    def describe(self) -> str:
+        interval = "" if self.batch_upper is None else f" (upper bound {self.batch_upper:.4f} at {self.confidence:.0%})"
+        return (
+            f"champion AUC {self.batch_auc:.4f}{interval} vs {self.deployed_auc:.4f} at deployment minus "
+            f"policy.quality_drop_threshold_auc {self.threshold:.3f} = {self.deployed_auc - self.threshold:.4f}"
+        )
 
 
 @dataclass(frozen=True)
@@ -92,28 +218,103 @@ def decide_retraining(
     always_retrain: bool = False,
     rules: StrategyRules | None = None,
     labelled_rows: int | None = None,
+    history: GateHistory | None = None,
 ) -> RetrainDecision:
-    """Retrain only when feature drift or the model's quality drop passes its threshold, or nothing is deployed.
+    """Retrain when the champion's quality clearly fell, when drift that matters to it persists, or nothing serves.
 
-    Concept drift leaves the features unchanged and shows only as a quality drop on labelled rows, hence
-    the second trigger. The strategy named is the first one ``plan_retraining`` would try.
+    With labels, the champion's measured AUC (its interval's upper bound) is the primary trigger and drift alone
+    opens the gate only past ``severe_drift_share``; without, the weighted drifted share is compared with its
+    threshold. Drift needs ``drift_patience`` consecutive drifted batches and waits out ``cooldown_batches``; each
+    wasted retrain of a trigger since the last promotion doubles that trigger's patience. The strategy named is
+    the first one ``plan_retraining`` would try.
     """
+    rules = rules or StrategyRules()
     rows = drift.current_rows if labelled_rows is None else labelled_rows
-    plan = plan_retraining(drift, quality, rows, has_champion, always_retrain, rules or StrategyRules())
+    plan = plan_retraining(drift, quality, rows, has_champion, always_retrain, rules)
     if always_retrain or not has_champion:
-        return RetrainDecision(True, plan.ladder[0], plan.reason)
-    share = "n/a" if drift.drifted_share is None else f"{drift.drifted_share:.2f}"
-    if drift.passes_threshold:
-        trigger = f"drifted share {share} >= threshold {drift.threshold:.2f}"
-        return RetrainDecision(True, plan.ladder[0], f"{trigger}: {plan.reason}")
-    if quality is not None and quality.passes_threshold:
-        trigger = (
-            f"AUC fell {quality.drop:.3f} (from {quality.deployed_auc:.4f} at deployment to {quality.batch_auc:.4f}) "
-            f">= threshold {quality.threshold:.3f}"
-        )
-        return RetrainDecision(True, plan.ladder[0], f"{trigger}: {plan.reason}")
-    drop = "" if quality is None else f", AUC drop {quality.drop:.3f} < {quality.threshold:.3f}"
-    return RetrainDecision(False, None, f"drifted share {share} < threshold {drift.threshold:.2f}{drop}: keep serving")
+        trigger = Trigger.ALWAYS_RETRAIN if always_retrain else Trigger.NO_CHAMPION
+        return RetrainDecision(True, plan.ladder[0], plan.reason, Outcome.RETRAIN, trigger)
+    evidence = weigh_evidence(drift, quality, rules, history or GateHistory())
+    drift_why, quality_why = _drift_reason(drift, evidence, rules), _quality_reason(quality, evidence)
+    if evidence.quality_signal and evidence.quality_streak >= evidence.quality_patience:
+        why = f"{quality_why}; {drift_why}: {plan.reason}"
+        return RetrainDecision(True, plan.ladder[0], why, Outcome.RETRAIN, Trigger.QUALITY_DROP, evidence)
+    cooling = evidence.batches_since_retrain is not None and evidence.batches_since_retrain < rules.cooldown_batches
+    if evidence.drift_signal and evidence.drift_streak >= evidence.drift_patience and not cooling:
+        why = f"{drift_why}; {quality_why}: {plan.reason}"
+        return RetrainDecision(True, plan.ladder[0], why, Outcome.RETRAIN, Trigger.DRIFT, evidence)
+    held = (
+        f" (cooldown: {evidence.batches_since_retrain} of policy.cooldown_batches {rules.cooldown_batches} "
+        "batches since the last retrain)"
+        if cooling and evidence.drift_signal
+        else ""
+    )
+    return RetrainDecision(False, None, f"{drift_why}{held}; {quality_why}: keep serving", evidence=evidence)
+
+
+def weigh_evidence(
+    drift: DriftResult, quality: QualityDrop | None, rules: StrategyRules, history: GateHistory
+) -> GateEvidence:
+    """Each trigger's signal on this batch, its streak and the patience it needs after the wasted retrains."""
+    threshold = None if drift.weighted_share is None else rules.severe_drift_share if quality else drift.threshold
+    drift_signal = threshold is not None and drift.weighted_share is not None and drift.weighted_share >= threshold
+    quality_signal = quality is not None and quality.passes_threshold
+    return GateEvidence(
+        drift_threshold=threshold,
+        drift_signal=drift_signal,
+        quality_signal=quality_signal,
+        drift_streak=history.drift_streak + 1 if drift_signal else 0,
+        drift_patience=rules.drift_patience * 2**history.wasted_drift_retrains,
+        quality_streak=history.quality_streak + 1 if quality_signal else 0,
+        quality_patience=2**history.wasted_quality_retrains,
+        cooldown_batches=rules.cooldown_batches,
+        batches_since_retrain=history.batches_since_retrain,
+        wasted_drift_retrains=history.wasted_drift_retrains,
+        wasted_quality_retrains=history.wasted_quality_retrains,
+    )
+
+
+def _drift_reason(drift: DriftResult, evidence: GateEvidence, rules: StrategyRules) -> str:
+    if drift.weighted_share is None or evidence.drift_threshold is None:
+        return "drift not compared"
+    share = f"weighted drifted share {drift.weighted_share:.2f} (plain {drift.drifted_share:.2f})"
+    name = (
+        "policy.severe_drift_share (labels present: drift alone must be severe)"
+        if evidence.drift_threshold == rules.severe_drift_share and evidence.drift_threshold != drift.threshold
+        else "threshold"
+    )
+    verdict = ">=" if evidence.drift_signal else "<"
+    patience = (
+        f", {evidence.drift_streak} of {evidence.drift_patience} consecutive drifted batches"
+        if evidence.drift_signal and evidence.drift_patience > 1
+        else ""
+    )
+    return f"{share} {verdict} {name} {evidence.drift_threshold:.2f}{patience}"
+
+
+def _quality_reason(quality: QualityDrop | None, evidence: GateEvidence) -> str:
+    if quality is None:
+        return "no quality check (no labels or no AUC at deployment)"
+    verdict = "AUC fell" if evidence.quality_signal else "no clear AUC drop"
+    patience = (
+        f", {evidence.quality_streak} of {evidence.quality_patience} consecutive batches after "
+        f"{evidence.wasted_quality_retrains} wasted retrain(s)"
+        if evidence.quality_signal and evidence.quality_patience > 1
+        else ""
+    )
+    return f"{verdict} {quality.drop:.3f}: {quality.describe()}{patience}"
+
+
+def pooled_decision(labelled_rows: int, min_rows: int, pooled_batches: Sequence[str]) -> RetrainDecision:
+    """Too few labelled rows to decide on: wait for the next batches, whose drift step judges these rows too."""
+    earlier = f" (with {len(pooled_batches)} earlier pooled batch(es))" if pooled_batches else ""
+    return RetrainDecision(
+        False,
+        None,
+        f"pooled: {labelled_rows} labelled rows{earlier} < policy.min_rows_for_decision {min_rows}; the next batch "
+        f"is judged together with these {labelled_rows} rows",
+        Outcome.POOLED,
+    )
 
 
 def plan_retraining(
@@ -158,8 +359,9 @@ def plan_retraining(
 
 def _severe_drift(drift: DriftResult, rules: StrategyRules) -> str:
     """Why the drift is too severe for refit, or an empty string when it is not."""
-    if drift.drifted_share is not None and drift.drifted_share >= rules.severe_drift_share:
-        return f"drifted share {drift.drifted_share:.2f} >= policy.severe_drift_share {rules.severe_drift_share:.2f}"
+    share = drift.weighted_share
+    if share is not None and share >= rules.severe_drift_share:
+        return f"weighted drifted share {share:.2f} >= policy.severe_drift_share {rules.severe_drift_share:.2f}"
     worst = max((c for c in drift.columns if c.drifted), key=lambda c: c.severity, default=None)
     if worst is not None and worst.severity >= rules.severe_column_drift:
         return (

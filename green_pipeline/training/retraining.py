@@ -5,6 +5,7 @@ meets the quality bar on held-out rows, and keep the record of every attempt and
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -12,6 +13,7 @@ import pandas as pd
 from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
 from green_pipeline.drift.assessment import MonitoringThresholds
 from green_pipeline.energy.measurement import EnergyReport, EnergySettings, EnergyStatus, complete_sum, measure_energy
+from green_pipeline.errors import TrainingError
 from green_pipeline.records import CandidateModel, DriftAssessment
 from green_pipeline.store.model_store import DeployedModel
 from green_pipeline.training.evaluation import auc
@@ -124,16 +126,19 @@ def retrain_batch(
     thresholds: MonitoringThresholds,
     settings: TrainingSettings,
     energy: EnergySettings,
+    pooled: Mapping[str, pd.DataFrame] | None = None,
 ) -> Retrained:
-    """A challenger trained on the batch ``assessment`` judged, with the plan its drift and quality drop call for.
+    """A challenger trained on the rows ``assessment`` judged (``pooled`` batches and this one), with the plan its
+    drift and quality drop call for.
 
     The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
     """
     batch = assessment.batch
     schema = champion.schema if champion else infer_schema(frame, spec, batch)
-    split = split_batch(frame, schema.label, batch, batch)
+    split = split_batches({**(pooled or {}), batch: frame}, schema.label, batch)
     rules = thresholds.rules or StrategyRules()
-    plan = plan_for(assessment, len(frame), thresholds.quality_drop_auc, thresholds.always_retrain, rules)
+    rows = len(split.train) + len(split.valid) + len(split.test)
+    plan = plan_for(assessment, rows, thresholds.quality_drop_auc, thresholds.always_retrain, rules)
     outcome = retrain(split, schema, champion, plan, rules, settings, energy)
     result = outcome.result
     candidate = CandidateModel(
@@ -149,6 +154,25 @@ def retrain_batch(
     return Retrained(candidate, outcome)
 
 
+def split_batches(frames: Mapping[str, pd.DataFrame], label: str, batch: str) -> BatchSplit:
+    """Each batch split by its own name, the parts joined: ``batch``'s test rows are the ones ``model_evaluation``
+    tests on, pooled or not, so no model is tested on rows it trained on. A pooled batch too small to split (fewer
+    than 5 rows of a class) only trains."""
+    splits = []
+    for name, frame in frames.items():
+        try:
+            splits.append(split_batch(frame, label, name, name))
+        except TrainingError:
+            if name == batch:
+                raise
+            splits.append(BatchSplit(frame, frame.iloc[:0], frame.iloc[:0]))
+    if len(splits) == 1:
+        return splits[0]
+    return BatchSplit(
+        *(pd.concat([getattr(s, part) for s in splits], ignore_index=True) for part in ("train", "valid", "test"))
+    )
+
+
 def plan_for(
     assessment: DriftAssessment,
     labelled_rows: int,
@@ -157,9 +181,15 @@ def plan_for(
     rules: StrategyRules,
 ) -> RetrainPlan:
     """The plan for a batch judged by the monitoring step, under the policy's current rules."""
-    quality = None
+    quality, interval = None, assessment.champion_auc_interval
     if assessment.champion_auc is not None and assessment.champion_deployed_auc is not None:
-        quality = QualityDrop(assessment.champion_deployed_auc, assessment.champion_auc, quality_drop_threshold)
+        quality = QualityDrop(
+            assessment.champion_deployed_auc,
+            assessment.champion_auc,
+            quality_drop_threshold,
+            interval.upper if interval else None,
+            interval.confidence if interval else None,
+        )
     has_champion = assessment.champion_version is not None
     return plan_retraining(assessment.drift, quality, labelled_rows, has_champion, always_retrain, rules)
 

@@ -114,7 +114,7 @@ def test_bad_batch_fails_naming_file_and_column_and_keeps_the_store(trained: Tra
     make, suffix, pattern = FAILING_FRAMES[case]
     name = trained.write(case, make(), suffix=suffix)
     outcome = trained.run(name)
-    assert not outcome.success and outcome.deployed_version is None
+    assert not outcome.success and outcome.quarantined and outcome.deployed_version is None
     assert outcome.error is not None and name in outcome.error
     assert outcome.error.split(":")[0] in ("ingested_batch", "validated_batch")
     assert re.search(pattern, outcome.error), outcome.error
@@ -133,7 +133,7 @@ def test_unreadable_file_fails_at_ingestion_naming_it(trained: Trained, case: st
     payload, suffix, pattern = FAILING_BYTES[case]
     name = trained.write(case, payload=payload, suffix=suffix)
     outcome = trained.run(name)
-    assert not outcome.success and outcome.error is not None
+    assert not outcome.success and outcome.quarantined and outcome.error is not None
     assert outcome.error.startswith("ingested_batch: ") and name in outcome.error
     assert re.search(pattern, outcome.error), outcome.error
 
@@ -152,7 +152,7 @@ def test_recoverable_batch_succeeds_with_a_warning_and_keeps_the_store(trained: 
     make, warning = RECOVERED[case]
     name = trained.write(case, make(), suffix="parquet")
     outcome = trained.run(name)
-    assert outcome.success and not outcome.retrained and outcome.serving_version == "v0001"
+    assert outcome.success and not outcome.quarantined and not outcome.retrained and outcome.serving_version == "v0001"
     logged = [e.user_message for e in trained.instance.all_logs(outcome.run_id) if e.level >= 30]
     assert any(warning in message for message in logged), logged
 
@@ -167,7 +167,7 @@ def test_semicolon_csv_is_read_correctly(trained: Trained) -> None:
 def test_path_traversal_partition_is_refused_before_reading(trained: Trained, name: str) -> None:
     (trained.root / "x.csv").write_bytes(_day1().to_csv(index=False).encode())
     outcome = trained.run(name)
-    assert not outcome.success and outcome.error is not None
+    assert not outcome.success and outcome.quarantined and outcome.error is not None
     assert outcome.error.startswith("ingested_batch: ") and f"batch name {name!r} is not a plain file name" in (
         outcome.error
     )
@@ -189,7 +189,7 @@ def test_unknown_config_section_and_key_are_named(trained: Trained, tmp_path: Pa
 
 def test_out_of_range_threshold_fails_naming_the_field(trained: Trained) -> None:
     outcome = trained.run(trained.write("threshold", _day1()), trained.config(drift_share_threshold=1.5))
-    assert not outcome.success and outcome.retrained is False
+    assert not outcome.success and not outcome.quarantined and outcome.retrained is False
     assert outcome.error is not None
     assert "drift_share_threshold" in outcome.error and "input_value=1.5" in outcome.error
 
@@ -198,5 +198,5 @@ def test_batch_over_the_row_limit_is_refused_naming_the_limit(trained: Trained) 
     config = trained.config()
     config["resources"]["dataset"]["config"]["max_rows"] = 1000
     outcome = trained.run(trained.write("huge", _day1()), config)
-    assert not outcome.success and outcome.error is not None
+    assert not outcome.success and outcome.quarantined and outcome.error is not None
     assert "batch-2026-01-05-huge.csv" in outcome.error and "1000" in outcome.error

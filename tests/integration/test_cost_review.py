@@ -9,6 +9,7 @@ from green_pipeline.app.definitions import defs
 from green_pipeline.app.runner import process_batches
 from green_pipeline.assets.deployment import deployed_model
 from green_pipeline.assets.scoring import predictions
+from green_pipeline.assets.training import model_evaluation
 from green_pipeline.orchestration.ledger import run_materializations
 from green_pipeline.store.model_store import ModelStore
 
@@ -31,6 +32,7 @@ def test_ledger_reports_totals_avoided_energy_and_a_chart(processed) -> None:
     metadata = instance.fetch_materializations(AssetKey("energy_ledger"), limit=1).records[0]
     values = metadata.asset_materialization.metadata
     assert values["batches"].value == 3 and values["retrains"].value == 2 and values["skipped_retrains"].value == 1
+    assert values["wasted_retrains"].value == 0 and values["wasted_retrain_energy_kwh"].value == 0
     first_retrain = _retrain_energy(instance, outcomes[0].run_id)
     assert values["avoided_energy_kwh"].value == pytest.approx(first_retrain)
     assert values["total_energy_kwh"].value >= sum(o.energy_kwh for o in outcomes) * (1 - 1e-9)
@@ -75,8 +77,10 @@ def test_a_model_under_the_quality_floor_is_rejected_and_the_champion_keeps_serv
     assert rejected.success and rejected.retrained and rejected.deployed_version == "v0002"
     deployment = _metadata(instance, rejected.run_id, deployed_model.key)
     assert deployment["promoted"] is False and deployment["decision"] == "rejected"
-    auc = deployment["test_auc"]
-    assert f"challenger AUC {auc:.4f} is below the quality floor 0.9900" in deployment["reason"]
+    evaluation = _metadata(instance, rejected.run_id, model_evaluation.key)
+    upper, reason = evaluation["challenger_auc_upper"], deployment["reason"]
+    assert evaluation["challenger_auc"] == pytest.approx(deployment["test_auc"]) and upper < 0.99
+    assert f"[{evaluation['challenger_auc_lower']:.4f}, {upper:.4f}] at 95% is below the quality floor 0.9900" in reason
     assert deployment["serving_version"] == rejected.serving_version == "v0001"
     assert _check_results(instance, rejected.run_id)["quality_floor"] is False
     assert not _warnings(instance, rejected.run_id)
@@ -84,6 +88,10 @@ def test_a_model_under_the_quality_floor_is_rejected_and_the_champion_keeps_serv
     assert _metadata(instance, following.run_id, predictions.key)["model_version"] == "v0001"
     store = ModelStore(workspace.store_url)
     assert store.current_version() == "v0001" and store.versions() == ["v0001", "v0002", "v0003"]
+    assert store.metadata("v0002")["promotion"]["decision"] == "rejected"
+    ledger = defs.resolve_job_def("energy_ledger_job").execute_in_process(instance=instance, run_config=config)
+    wasted = ledger.asset_materializations_for_node("energy_ledger")[0].metadata
+    assert wasted["wasted_retrains"].value == 2 and wasted["wasted_retrain_energy_kwh"].value > 0
 
 
 def _metadata(instance: DagsterInstance, run_id: str, key: AssetKey) -> dict[str, object]:

@@ -64,7 +64,7 @@ def test_no_drift_batch_skips_retraining_and_everything_after(outcomes, processe
     assert quiet.success and not quiet.retrained and quiet.drifted_share is not None
     assert quiet.drifted_share < 0.3 and quiet.served_auc is not None and quiet.served_auc > 0.7
     skipped = {event.step_key for event in instance.all_logs(quiet.run_id, of_type=DagsterEventType.STEP_SKIPPED)}
-    assert skipped == {"model_evaluation", "compressed_model", "compressed_model_quality_floor", "deployed_model"}
+    assert skipped == {"model_evaluation", "compressed_model", "model_evaluation_quality_floor", "deployed_model"}
     materialized = {
         e.asset_materialization.asset_key.to_user_string()
         for e in instance.all_logs(quiet.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)

@@ -41,6 +41,7 @@ from green_pipeline.orchestration.resources import (
 )
 from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, Deployment, DriftAssessment
 from green_pipeline.store.model_store import ModelStore
+from green_pipeline.training.confidence import auc_interval
 from green_pipeline.training.policy import Strategy
 
 if TYPE_CHECKING:
@@ -185,7 +186,9 @@ def test_a_version_under_the_quality_floor_is_published_but_not_promoted(
     compressed = CompressedModel(
         candidate, "uncompressed", result.trees, result.valid_auc, result.valid_auc, day0_model.test_auc, 1, 1
     )
-    first = ChampionComparison(day0_model.test_auc, None, None, len(day0_model.split.test))
+    test = day0_model.split.test
+    challenger = auc_interval(schema.labels(test), result.booster.predict(schema.encode(test)))
+    first = ChampionComparison(challenger, None, None, None, len(test))
     resources = _resources(tmp_path, check_thresholds=CheckThresholds(quality_floor_auc=floor))
 
     [output] = _call(

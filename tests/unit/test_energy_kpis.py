@@ -17,6 +17,7 @@ from green_pipeline.orchestration.resources import MlflowTracking
 from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, Deployment
 from green_pipeline.reporting.mlflow_logging import MlflowSettings, RunRecord, log_run
 from green_pipeline.serving.release import energy_kpis
+from green_pipeline.training.confidence import Interval
 from green_pipeline.training.policy import Strategy
 from green_pipeline.training.promotion import PromotionDecision
 
@@ -48,9 +49,12 @@ def _compressed(test_auc: float, per_1k: float | None = 2e-8) -> CompressedModel
 
 
 def _comparison(champion_auc: float | None) -> ChampionComparison:
-    return ChampionComparison(
-        challenger_auc=0.8, champion_auc=champion_auc, champion_version="v0001" if champion_auc else None, test_rows=10
-    )
+    challenger = Interval(0.8, 0.75, 0.85, 0.95)
+    if champion_auc is None:
+        return ChampionComparison(challenger, None, None, None, test_rows=10)
+    champion = Interval(champion_auc, champion_auc - 0.05, champion_auc + 0.05, 0.95)
+    gain = Interval(0.8 - champion_auc, 0.8 - champion_auc - 0.01, 0.8 - champion_auc + 0.01, 0.95)
+    return ChampionComparison(challenger, champion, gain, "v0001", test_rows=10)
 
 
 def test_quality_per_kwh_is_the_auc_gain_over_the_champion_per_kwh_of_retraining_and_compression() -> None:
@@ -140,3 +144,16 @@ def test_a_tracking_failure_is_reported_not_raised(tmp_path: Path, monkeypatch: 
     result = log_run(settings, RunRecord("run-id", "batch-1.parquet", {}, {"test_auc": 0.8}, {}))
     assert result.run_id is None and result.error is not None and str(blocker) in result.error
     assert result.as_metadata() == {"mlflow_error": result.error}
+
+
+def test_models_listing_says_rejected_and_why() -> None:
+    base = {"version": "v0003", "lineage": {}, "energy": {}, "metrics": {}}
+    reason = "rejected: challenger AUC 0.6000 [0.5600, 0.6400] at 95% is below the quality floor 0.6500"
+    rejected = {**base, "promotion": {"promoted": False, "decision": "rejected", "reason": reason}}
+    older = {**base, "promotion": {"promoted": False}}  # published before the decision was named
+
+    line, why = models_row(version_summary(rejected, "v0001")).split("\n")
+    assert line.endswith("rejected") and why == f"    {reason}"
+    assert version_summary(rejected, "v0001")["reason"] == reason
+    assert models_row(version_summary(older, None)).endswith("rejected")
+    assert models_row(version_summary({**base, "promotion": {"promoted": True}}, "v0003")).endswith("promoted")

@@ -176,7 +176,7 @@ def test_sampled_drift_is_described_in_the_report_metadata(
         stream_spec.batch_name(SAME_REGIME_DAY), frame, deployed_shifted_model, THRESHOLDS, settings, "v-test#1"
     )
 
-    metadata = drift_metadata(assessment)
+    metadata = drift_metadata(assessment, THRESHOLDS)
     assert metadata["drift_sampled"] is True
     assert metadata["drift_rows_tested_current"] == metadata["drift_rows_tested_reference"] == 1500
     assert metadata["current_rows"] == len(frame)
@@ -184,5 +184,5 @@ def test_sampled_drift_is_described_in_the_report_metadata(
     assert 0 < metadata["drift_score_error_bound"] == max(c.error_bound for c in assessment.drift.columns)
     assert metadata["drift_decision_certain"] is assessment.drift.decision_certain
     assert metadata["drift_reference_profile"] == "computed"
-    assert drift_metadata(again)["drift_reference_profile"] == "cached"
+    assert drift_metadata(again, THRESHOLDS)["drift_reference_profile"] == "cached"
     assert "± bound" in metadata["top_drifted_columns"].value

@@ -100,10 +100,12 @@ def test_always_retrain_is_a_full_retrain_on_the_same_window_as_a_warm_start(
 
 
 def test_the_gate_names_the_first_strategy_of_the_plan() -> None:
-    decision = decide_retraining(drift(0.36, column("channel", 0.2)), has_champion=True, quality=no_drop())
+    """Without labels (no quality check), the drifted share is compared with drift_share_threshold."""
+    decision = decide_retraining(drift(0.36, column("channel", 0.2)), has_champion=True)
 
     assert decision.retrain and decision.strategy is Strategy.REFIT
-    assert decision.reason.startswith("drifted share 0.36 >= threshold 0.30: moderate drift")
+    assert decision.reason.startswith("weighted drifted share 0.36 (plain 0.36) >= threshold 0.30")
+    assert decision.reason.endswith("moderate drift: refit first, escalating if it misses the quality bar")
 
 
 def test_the_gate_uses_the_rules_and_row_count_it_is_given() -> None:
@@ -160,6 +162,8 @@ def test_without_a_bar_the_only_attempt_is_kept() -> None:
         ("min_gain_auc", -0.1, r"policy\.min_gain_auc = -0\.1 must be between 0 and 1"),
         ("reference_fraction", -1.0, r"policy\.reference_fraction = -1\.0 must be >= 0"),
         ("severe_column_drift", 0.0, r"policy\.severe_column_drift must be > 0"),
+        ("drift_patience", 0, r"policy\.drift_patience = 0 must be >= 1"),
+        ("cooldown_batches", -1, r"policy\.cooldown_batches = -1 >= 0"),
     ],
 )
 def test_out_of_range_rules_are_refused_naming_the_setting(field: str, value: float, message: str) -> None:
@@ -179,5 +183,8 @@ def test_the_policy_resource_hands_its_fields_to_the_rules_and_the_trainer() -> 
     )
 
     assert policy.strategy_rules() == StrategyRules(0.4, 3.0, 500, 1.0, 0.01)
+    assert RetrainPolicy(drift_patience=3, cooldown_batches=2).strategy_rules() == StrategyRules(
+        drift_patience=3, cooldown_batches=2
+    )
     settings = policy.training_settings()
     assert (settings.refit_decay_rate, settings.early_stopping_rounds_warm_start) == (0.7, 5)

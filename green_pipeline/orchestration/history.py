@@ -1,0 +1,106 @@
+"""The gate's memory, read back from the event log: earlier batches' decisions and deployments, and pooled rows.
+
+Hysteresis, learning from wasted retrains and pooling all need what happened to the batches before this one. The
+event log already holds it, written through the metadata contract (``DriftDecision``, ``DeploymentRecord``), so
+nothing else is stored; the core (``gate_history``) turns it into the figures the decision uses.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, EventLogRecord
+
+from green_pipeline.errors import EventLogError
+from green_pipeline.orchestration.io_manager import ARTIFACT_URL
+from green_pipeline.orchestration.ledger import PAGE
+from green_pipeline.orchestration.metadata import (
+    DEPLOYED_MODEL,
+    DRIFT_REPORT,
+    VALIDATED_BATCH,
+    DeploymentRecord,
+    DriftDecision,
+)
+from green_pipeline.orchestration.resources import ArtifactStorage
+from green_pipeline.training.policy import GateHistory, Outcome, PastBatch, Trigger, gate_history
+
+
+def gate_history_of(instance: DagsterInstance, batch: str) -> GateHistory:
+    """What the batches judged before ``batch`` (in the order their latest drift reports were written) tell the gate.
+
+    A drift report this code location did not write (no decision in its metadata) is passed over, as the drift
+    sensor does; ``batch``'s own earlier reports are left out, so a rerun is judged like the first run.
+    """
+    deployments = dict(_latest_by_partition(instance, DEPLOYED_MODEL))
+    past = []
+    for partition, metadata in _latest_by_partition(instance, DRIFT_REPORT):
+        if partition == batch:
+            continue
+        try:
+            decision = DriftDecision.from_metadata(metadata)
+        except EventLogError:
+            continue
+        deployment = deployments.get(partition)
+        promoted = DeploymentRecord.from_metadata(deployment).promoted if deployment is not None else None
+        past.append(past_batch(partition, decision, promoted))
+    return gate_history(past)
+
+
+def past_batch(batch: str, decision: DriftDecision, promoted: bool | None) -> PastBatch:
+    """An earlier batch as the gate needs it; a report written before the gate recorded its outcome counts as
+    retrain or keep serving, with no signal."""
+    retrained = Outcome.RETRAIN if decision.retrain_required else Outcome.KEEP_SERVING
+    return PastBatch(
+        batch=batch,
+        outcome=Outcome(decision.outcome) if decision.outcome else retrained,
+        trigger=Trigger(decision.trigger) if decision.trigger else None,
+        drift_signal=bool(decision.drift_signal),
+        quality_signal=bool(decision.quality_signal),
+        promoted=promoted,
+    )
+
+
+def load_batches(
+    instance: DagsterInstance, artifacts: ArtifactStorage, batches: Sequence[str]
+) -> dict[str, pd.DataFrame]:
+    """The validated rows of each of ``batches``, as their latest ``validated_batch`` materialization stored them.
+
+    Used by the drift step to judge pooled batches with the current one, and by ``retrained_model`` to train on them.
+    """
+    frames = {}
+    for batch in batches:
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=VALIDATED_BATCH, asset_partitions=[batch]), limit=1
+        ).records
+        materialization = records[0].asset_materialization if records else None
+        url = materialization.metadata.get(ARTIFACT_URL) if materialization else None
+        payload = artifacts.read(str(url.value)) if url is not None else None
+        if payload is None:
+            raise EventLogError(
+                f"pooled batch {batch!r}: no stored validated_batch under {artifacts.base_url} (its latest "
+                f"materialization names {url.value if url is not None else 'no artifact_url'}); rerun that batch's "
+                "monitoring_job, or delete its partition to drop its rows from the pool."
+            )
+        frames[batch] = pd.read_parquet(io.BytesIO(payload))
+    return frames
+
+
+def _latest_by_partition(instance: DagsterInstance, key: AssetKey) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each partition's latest materialization of ``key``, in the order those were written."""
+    latest: dict[str, EventLogRecord] = {}
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(AssetRecordsFilter(key), limit=PAGE, cursor=cursor, ascending=True)
+        for record in page.records:
+            if record.partition_key is not None and record.asset_materialization is not None:
+                latest.pop(record.partition_key, None)
+                latest[record.partition_key] = record
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    for partition, record in latest.items():
+        assert record.asset_materialization is not None
+        yield partition, record.asset_materialization.metadata
