@@ -32,7 +32,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
 test: lint $(CHROMIUM)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # 50+ batches through the pipeline on one instance (excluded from `make test`): handles, memory, disk, event log.
 soak: $(STAMP)

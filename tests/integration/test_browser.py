@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from green_pipeline.app.cli import main
+
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -37,18 +39,19 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ui_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A webserver over an instance where the CLI processed a small stream (one retrain, one skip)."""
+    """A webserver over an instance where the CLI (its ``main``, in this process) processed a small stream."""
     root = tmp_path_factory.mktemp("ui")
     env = {**os.environ, "DAGSTER_HOME": str(root / ".dagster")}
     (root / ".dagster").mkdir()
     shutil.copyfile(REPO / "dagster.yaml", root / ".dagster" / "dagster.yaml")
-    cli = str(BIN / "green-pipeline")
-    for args in (
-        ["generate", "--out", "data", "--days", "3", "--rows-per-day", "2000", "--covariate-shift-day", "2"],
-        ["run", "--data", "data", "--store", "store", "--label", "churned", "--artifacts", "artifacts"],
-    ):
-        done = subprocess.run([cli, *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+        for args in (
+            ["generate", "--out", "data", "--days", "3", "--rows-per-day", "3000", "--covariate-shift-day", "2"],
+            ["run", "--data", "data", "--store", "store", "--label", "churned", "--artifacts", "artifacts"],
+        ):
+            assert main(args) == 0, args
     port = _free_port()
     server = subprocess.Popen(
         [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-m", "green_pipeline.app.definitions"],
