@@ -30,7 +30,7 @@ def _energy(kwh: float, unmeasured: int, scale: float, spec: str) -> str:
 
 def outcome_row(outcome: BatchOutcome) -> str:
     if not outcome.success:
-        return f"{outcome.batch:<28} FAILED: {outcome.error}"
+        return f"{outcome.batch:<28} {'QUARANTINED' if outcome.quarantined else 'FAILED'}: {outcome.error}"
     action = (outcome.strategy or "retrained") if outcome.retrained else "skipped"
     if outcome.retrained and outcome.deployed_version and outcome.serving_version != outcome.deployed_version:
         action += "*"

@@ -85,6 +85,8 @@ def test_run_quarantines_an_invalid_batch_runs_the_later_ones_and_exits_3(tmp_pa
     first = cli(args)
     assert first.returncode == 3, first.stderr
     table, listing = first.stdout.split("Quarantined 1 batch(es) as invalid input")
+    [bad_row] = [line for line in table.splitlines() if line.startswith("batch-2026-01-02.parquet")]
+    assert "QUARANTINED: validated_batch" in bad_row
     [later] = [line for line in table.splitlines() if line.startswith("batch-2026-01-03.parquet")]
     assert "FAILED" not in later and "skipped" in later and "v0001" in later  # judged against the unchanged model
     assert "total: 3 batches, 1 retrains" in table
