@@ -57,6 +57,7 @@ from green_pipeline.app.runner import BatchOutcome, process_batches, run_config
 from green_pipeline.demo.stream import LABEL as BUILTIN_LABEL
 from green_pipeline.demo.stream import StreamSpec, generate_day
 from green_pipeline.energy.measurement import EnergySettings, measure_energy
+from green_pipeline.orchestration.ledger import is_wasted_retrain
 from green_pipeline.store.model_store import DeployedModel, ModelStore
 from green_pipeline.training.evaluation import auc
 from green_pipeline.training.trainer import TrainingSettings
@@ -287,7 +288,7 @@ def figures(
     compared = [(g, s) for g, s in pairs if g is not None and s is not None]
     gated = [run.outcome for run in runs]
     retrains = sum(o.retrained for o in gated)
-    wasted = [o for o in gated if o.retrained and o.promoted is False]
+    wasted = [o for o in gated if is_wasted_retrain(o.retrained, o.promoted)]
     quarantined = [o for o in gated if o.quarantined]
     gated_kwh = sum(o.energy_kwh for o in gated)
     scheduled_kwh = sum(s.energy_kwh or 0.0 for s in scheduled)
