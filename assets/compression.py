@@ -18,11 +18,12 @@ from green_pipeline.compression.search import (
     candidates_table,
     compress_model,
 )
+from green_pipeline.orchestration.history import learning_batches
 from green_pipeline.orchestration.metadata import COMPRESSED_MODEL, RETRAINED_MODEL, VALIDATED_BATCH, CompressionRecord
-from green_pipeline.orchestration.resources import EnergyResource, RetrainPolicy
+from green_pipeline.orchestration.resources import ArtifactStorage, EnergyResource, RetrainPolicy
 from green_pipeline.records import CandidateModel, CompressedModel
 from green_pipeline.training.evaluation import auc
-from green_pipeline.training.trainer import split_batch
+from green_pipeline.training.retraining import split_batches
 
 _COMPRESSION = CompressionSettings()
 
@@ -80,14 +81,17 @@ def compressed_model(
     retrained_model: CandidateModel,
     policy: RetrainPolicy,
     energy: EnergyResource,
+    artifacts: ArtifactStorage,
 ) -> Output[CompressedModel]:
     """Pruned, retrained-smaller, distilled, quantized and compiled candidates, measured; the cheapest kept.
 
     Each is judged on validation rows (AUC within the budget, energy per 1,000 predictions). The chosen model is
     what deployed_model publishes, so it is the one model_evaluation compares with the champion on the test rows.
+    The rows are those the model learned from: this batch's and the pooled ones' (``learning_batches``).
     """
     schema = retrained_model.schema
-    split = split_batch(validated_batch, schema.label, retrained_model.batch, retrained_model.batch)
+    frames = learning_batches(context.instance, artifacts, retrained_model, validated_batch)
+    split = split_batches(frames, schema.label, retrained_model.batch)
     teacher = retrained_model.booster()
     outcome = compress_model(
         teacher, split.train, split.valid, schema, config.to_settings(policy), energy.to_settings()

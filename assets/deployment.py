@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, AssetIn, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
+from green_pipeline.orchestration.history import learning_batches
 from green_pipeline.orchestration.ledger import production_energy
 from green_pipeline.orchestration.metadata import (
     COMPRESSED_MODEL,
@@ -15,6 +16,7 @@ from green_pipeline.orchestration.metadata import (
     DeploymentRecord,
 )
 from green_pipeline.orchestration.resources import (
+    ArtifactStorage,
     CheckThresholds,
     DatasetResource,
     MlflowTracking,
@@ -48,18 +50,22 @@ def deployed_model(
     check_thresholds: CheckThresholds,
     dataset: DatasetResource,
     mlflow_tracking: MlflowTracking,
+    artifacts: ArtifactStorage,
 ) -> Output[Deployment]:
     """A new version in the store, with its energy KPIs; ``current`` moves to it only if its AUC interval reaches the
     quality floor and its paired difference from the champion is within the tolerance (training.promotion). A
-    rejected version stays published and the run succeeds."""
+    rejected version stays published and the run succeeds. The version's reference is every row it learned from
+    (this batch and the pooled ones): the next drift step compares with them, the next warm start samples them."""
     tracking = mlflow_tracking.to_settings()
     run_id = context.op_execution_context.run_id  # also set when a test invokes the asset directly
     decision = decide_promotion(model_evaluation, policy.promotion_tolerance_auc, check_thresholds.quality_floor_auc)
     energy = production_energy(context.instance, run_id, context.partition_key)
     kpis = energy_kpis(compressed_model, model_evaluation, energy, [step.to_user_string() for step in PRODUCING_STEPS])
     metadata = release_metadata(compressed_model, model_evaluation, decision, energy, kpis, dataset.data_url, run_id)
+    frames = learning_batches(context.instance, artifacts, compressed_model.model, validated_batch)
+    reference = pd.concat(frames.values(), ignore_index=True)
     deployment = publish_version(
-        model_store.store(), compressed_model, validated_batch, metadata, decision, model_evaluation.champion_version
+        model_store.store(), compressed_model, reference, metadata, decision, model_evaluation.champion_version
     )
     context.log.info(f"{deployment.version}: {decision.reason}")
     record = release_record(compressed_model, model_evaluation, deployment, kpis, run_id)

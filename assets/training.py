@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.carbon.deferral import deferral_metadata
-from green_pipeline.orchestration.history import load_batches
+from green_pipeline.orchestration.history import learning_batches, load_batches
 from green_pipeline.orchestration.ledger import retraining_budget_block
 from green_pipeline.orchestration.metadata import (
     COMPRESSED_MODEL,
@@ -33,8 +33,7 @@ from green_pipeline.orchestration.resources import (
 from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, DriftAssessment
 from green_pipeline.reporting.mlflow_logging import tracking_metadata, training_record
 from green_pipeline.training.promotion import compare_with_champion
-from green_pipeline.training.retraining import retrain_batch
-from green_pipeline.training.trainer import split_batch
+from green_pipeline.training.retraining import retrain_batch, split_batches
 
 
 @metered_asset(
@@ -105,20 +104,24 @@ def retrained_model(
     io_manager_key="artifact_io_manager",
 )
 def model_evaluation(
+    context: AssetExecutionContext,
     validated_batch: pd.DataFrame,
     compressed_model: CompressedModel,
     model_store: ModelStoreResource,
     policy: RetrainPolicy,
+    artifacts: ArtifactStorage,
 ) -> Output[ChampionComparison]:
     """The compressed challenger and the champion on the same held-out rows, with intervals at the policy's
     ``decision_confidence`` (paired DeLong for the difference).
 
     The compressed model is the one deployed_model would publish, so it is the one judged: compression may cost AUC
     within its budget, and the promotion gate and the quality_floor check must see that cost. Its test rows are the
-    ones compressed_model measured ``test_auc`` on (the same seeded split).
+    ones compressed_model measured ``test_auc`` on (the same seeded split of this batch and the pooled ones): every
+    judged row's test share, so a pooled decision is not left to one small batch's few test rows.
     """
     candidate = compressed_model.model
-    split = split_batch(validated_batch, candidate.schema.label, candidate.batch, candidate.batch)
+    frames = learning_batches(context.instance, artifacts, candidate, validated_batch)
+    split = split_batches(frames, candidate.schema.label, candidate.batch)
     champion = model_store.champion(candidate.parent_version) if candidate.parent_version else None
     confidence = policy.thresholds().decision_confidence
     comparison = compare_with_champion(split.test, candidate.booster(), candidate.schema, champion, confidence)

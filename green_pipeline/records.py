@@ -47,6 +47,9 @@ class CandidateModel:
     trees: int
     new_trees: int
     train_rows: int
+    #: Batches judged with this one (``DriftAssessment.pooled_batches``): their rows are split, trained, validated
+    #: and tested on like ``batch``'s, and published with them as the version's reference.
+    pooled_batches: tuple[str, ...] = ()
 
     def booster(self) -> lgb.Booster:
         return lgb.Booster(model_str=self.model_text)

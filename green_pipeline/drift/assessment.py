@@ -20,6 +20,7 @@ from green_pipeline.training.policy import (
     StrategyRules,
     decide_retraining,
     pooled_decision,
+    provisional_decision,
 )
 
 
@@ -93,6 +94,9 @@ def assess_batch(
     decision = decide_retraining(
         drift, True, quality, thresholds.always_retrain, thresholds.rules, labelled or len(judged), history
     )
+    if labelled:
+        learned = int(champion.reference[label].notna().sum()) if label in champion.reference else 0
+        decision = provisional_decision(decision, learned, labelled, thresholds.min_rows_for_decision, history)
     assessment = record(
         drift=drift,
         decision=decision,

@@ -25,6 +25,7 @@ from green_pipeline.orchestration.metadata import (
     DriftDecision,
 )
 from green_pipeline.orchestration.resources import ArtifactStorage
+from green_pipeline.records import CandidateModel
 from green_pipeline.training.policy import GateHistory, Outcome, PastBatch, Trigger, gate_history
 
 
@@ -86,6 +87,14 @@ def load_batches(
             )
         frames[batch] = pd.read_parquet(io.BytesIO(payload))
     return frames
+
+
+def learning_batches(
+    instance: DagsterInstance, artifacts: ArtifactStorage, candidate: CandidateModel, frame: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The rows ``candidate`` learned from, by batch: its pooled batches' (loaded as the drift step loaded them)
+    and ``frame``, its own batch's. Compression, evaluation and deployment see the rows training saw."""
+    return {**load_batches(instance, artifacts, candidate.pooled_batches), candidate.batch: frame}
 
 
 def _latest_by_partition(instance: DagsterInstance, key: AssetKey) -> Iterator[tuple[str, Mapping[str, Any]]]:

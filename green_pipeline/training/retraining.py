@@ -23,9 +23,11 @@ from green_pipeline.training.policy import (
     RetrainPlan,
     Strategy,
     StrategyRules,
+    Trigger,
     choose_final,
     meets_bar,
     plan_retraining,
+    provisional_plan,
     quality_bar,
 )
 from green_pipeline.training.trainer import (
@@ -150,14 +152,16 @@ def retrain_batch(
         trees=result.trees,
         new_trees=result.new_trees,
         train_rows=result.train_rows,
+        pooled_batches=tuple(pooled or {}),
     )
     return Retrained(candidate, outcome)
 
 
 def split_batches(frames: Mapping[str, pd.DataFrame], label: str, batch: str) -> BatchSplit:
-    """Each batch split by its own name, the parts joined: ``batch``'s test rows are the ones ``model_evaluation``
-    tests on, pooled or not, so no model is tested on rows it trained on. A pooled batch too small to split (fewer
-    than 5 rows of a class) only trains."""
+    """Each batch split by its own name, the parts joined: every step that sees the candidate (compression,
+    ``model_evaluation``) splits the same batches the same way, so no model is tested on rows it trained on, and the
+    pooled batches' test rows make the paired decision rest on all the judged rows' share. A pooled batch too small
+    to split (fewer than 5 rows of a class) only trains."""
     splits = []
     for name, frame in frames.items():
         try:
@@ -181,6 +185,8 @@ def plan_for(
     rules: StrategyRules,
 ) -> RetrainPlan:
     """The plan for a batch judged by the monitoring step, under the policy's current rules."""
+    if assessment.decision.trigger is Trigger.PROVISIONAL:
+        return provisional_plan(rules)
     quality, interval = None, assessment.champion_auc_interval
     if assessment.champion_auc is not None and assessment.champion_deployed_auc is not None:
         quality = QualityDrop(

@@ -1,5 +1,5 @@
-"""The gate's memory through real Dagster runs: small batches pooled and trained on, and a wasted retrain making the
-same drift wait for stronger evidence, all read back from the event log."""
+"""The gate's memory through real Dagster runs: small batches pooled, trained, tested and published together, and a
+wasted retrain making the same drift wait for stronger evidence, all read back from the event log."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from green_pipeline.app.definitions import defs
 from green_pipeline.app.runner import process_batches, run_config
 from green_pipeline.demo.stream import StreamSpec, write_stream
 from green_pipeline.orchestration.metadata import DriftDecision
+from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +57,10 @@ def test_small_batches_are_pooled_and_a_wasted_retrain_asks_for_more_evidence(
     assert judged.pooled_batches == [batches[1]] and judged.pooled_rows == 600 and judged.labelled_rows == 1200
     training = _metadata(instance, "retrained_model", batches[2])
     assert training["train_rows"] - training["reference_rows"] == 2 * 360  # 60 % of each pooled batch
+    # Tested on 20 % of each pooled batch, not on the last batch's 120 rows alone, and published with all their rows.
+    assert _metadata(instance, "model_evaluation", batches[2])["test_rows"] == 2 * 120
     assert _metadata(instance, "deployed_model", batches[2])["promoted"] is False
+    assert len(ModelStore(str(tmp_path / "store"), "churn").load("v0002").reference) == 1200
 
     after_waste = _metadata(instance, "drift_report", batches[4])
     decision = DriftDecision.from_metadata(after_waste)

@@ -3,6 +3,7 @@ small batches pooled, and the thresholds behind each decision in the drift step'
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pandas as pd
@@ -13,7 +14,8 @@ from green_pipeline.demo.stream import StreamSpec
 from green_pipeline.drift.assessment import MonitoringThresholds, assess_batch, feature_importance
 from green_pipeline.orchestration.metadata import DriftDecision
 from green_pipeline.store.model_store import DeployedModel
-from green_pipeline.training.policy import GateHistory, Outcome, QualityDrop, StrategyRules, Trigger
+from green_pipeline.training.policy import GateHistory, Outcome, QualityDrop, Strategy, StrategyRules, Trigger
+from green_pipeline.training.retraining import plan_for
 
 #: A day of the champion's own regime (it was trained on day 6), and a day after the concept drift (day 11).
 SAME_REGIME_DAY, CONCEPT_DRIFT_DAY = 7, 12
@@ -148,3 +150,25 @@ def test_a_first_batch_trains_whatever_its_size(
     )
 
     assert assessment.decision.retrain and assessment.decision.trigger is Trigger.NO_CHAMPION
+
+
+def test_a_champion_that_learned_from_too_few_rows_is_retrained_once_enough_rows_are_judged(
+    stream_spec: StreamSpec, make_clean_batch: Callable[[int], pd.DataFrame], deployed_shifted_model: DeployedModel
+) -> None:
+    """A first model of 300 rows served only because nothing else could: the first decision on 1,200 rows of its own
+    regime (no drift, no quality drop) retrains it from scratch; the same model of 20,000 rows keeps serving, and a
+    retrain wasted since the last promotion leaves the stopgap serving."""
+    stopgap = dataclasses.replace(deployed_shifted_model, reference=deployed_shifted_model.reference.iloc[:300])
+    frame, name = make_clean_batch(SAME_REGIME_DAY).iloc[:1200], stream_spec.batch_name(SAME_REGIME_DAY)
+    thresholds = MonitoringThresholds()
+
+    provisional, _ = assess_batch(name, frame, stopgap, thresholds)
+    settled, _ = assess_batch(name, frame, deployed_shifted_model, thresholds)
+    after_waste, _ = assess_batch(name, frame, stopgap, thresholds, history=GateHistory(wasted_retrains=1))
+
+    assert provisional.decision.retrain and provisional.decision.trigger is Trigger.PROVISIONAL
+    assert "300 labelled rows < policy.min_rows_for_decision 1000" in provisional.decision.reason
+    plan = plan_for(provisional, 1200, thresholds.quality_drop_auc, False, thresholds.rules)
+    assert plan.ladder == (Strategy.FULL,) and plan.reference_fraction == thresholds.rules.reference_fraction
+    assert not settled.decision.retrain, settled.decision.reason
+    assert not after_waste.decision.retrain and after_waste.decision.trigger is None

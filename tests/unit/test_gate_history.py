@@ -71,8 +71,9 @@ def test_wasted_retrains_are_counted_per_trigger_until_a_promotion() -> None:
     history = gate_history([wasted_drift, promoted, wasted_drift, wasted_quality, wasted_drift])
     after_promotion = gate_history([wasted_drift, wasted_quality, promoted])
 
-    assert (history.wasted_drift_retrains, history.wasted_quality_retrains) == (2, 1)
+    assert (history.wasted_drift_retrains, history.wasted_quality_retrains, history.wasted_retrains) == (2, 1, 3)
     assert (after_promotion.wasted_drift_retrains, after_promotion.wasted_quality_retrains) == (0, 0)
+    assert after_promotion.wasted_retrains == 0
 
 
 def test_drift_retrains_only_after_patience_consecutive_drifted_batches() -> None:
