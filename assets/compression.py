@@ -43,13 +43,16 @@ class CompressionConfig(Config):
     expected_predictions: int = Field(
         default=_COMPRESSION.expected_predictions,
         ge=1,
-        description="Predictions expected before the next retrain; a compile is amortized.",
+        description="Predictions expected before the next retrain: a candidate is built only if it could save more "
+        "than its search costs over them, and a compile is amortized over them.",
     )
     max_compile_trees: int = Field(
         default=_COMPRESSION.max_compile_trees, ge=1, description="Larger models are not compiled (compile time)."
     )
     timing_rows: int = Field(
-        default=_COMPRESSION.timing_rows, ge=1, description="Rows (held-out rows repeated) timed per candidate."
+        default=_COMPRESSION.timing_rows,
+        ge=1,
+        description="Rows (held-out rows repeated) each candidate predicts, repeatedly, to time it.",
     )
     min_timing_s: float = Field(
         default=_COMPRESSION.min_timing_s, ge=0.0, description="Shortest timed prediction per candidate."
@@ -85,9 +88,11 @@ def compressed_model(
 ) -> Output[CompressedModel]:
     """Pruned, retrained-smaller, distilled, quantized and compiled candidates, measured; the cheapest kept.
 
-    Each is judged on validation rows (AUC within the budget, energy per 1,000 predictions). The chosen model is
-    what deployed_model publishes, so it is the one model_evaluation compares with the champion on the test rows.
-    The rows are those the model learned from: this batch's and the pooled ones' (``learning_batches``).
+    Judged on lifetime energy: a candidate that cannot pay back its search over ``expected_predictions`` is not
+    built (the candidates table says why); the others are judged on validation rows (AUC within the budget, energy
+    per 1,000 predictions). The chosen model is what deployed_model publishes, so it is the one model_evaluation
+    compares with the champion on the test rows. The rows are those the model learned from: this batch's and the
+    pooled ones' (``learning_batches``).
     """
     schema = retrained_model.schema
     frames = learning_batches(context.instance, artifacts, retrained_model, validated_batch)
@@ -138,6 +143,8 @@ def _metadata(outcome: CompressionOutcome, compressed: CompressedModel, test_auc
         "cost_basis": outcome.cost_basis,
         "auc_budget": outcome.settings.auc_budget,
         "expected_predictions": outcome.settings.expected_predictions,
+        "candidates_tried": len(outcome.candidates) - 1,
+        "candidates_skipped": len(outcome.skipped),
         "trees_before": compressed.trees_before,
         "trees_after": compressed.model.trees,
         "model_size_bytes_before": compressed.size_bytes_before,
@@ -154,4 +161,5 @@ def _metadata(outcome: CompressionOutcome, compressed: CompressedModel, test_auc
         metadata["energy_per_1k_predictions_kwh"] = compressed.energy_per_1k_predictions_kwh
         metadata["energy_per_1k_predictions_kwh_before"] = compressed.energy_per_1k_predictions_kwh_before
         metadata["energy_per_1k_ratio"] = outcome.cost_ratio
+        metadata["expected_lifetime_saving_kwh"] = outcome.lifetime_saving
     return metadata

@@ -1,16 +1,26 @@
-"""Monitoring group: the drift report of a batch against the serving model, and the retrain decision."""
+"""Monitoring group: the drift report of a batch against the serving model, the retrain decision, and the HTML
+report on demand (the drift step renders it only when someone will read it: ``policy.drift_report_html``)."""
 
 import dataclasses
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetRecordsFilter,
+    DagsterInstance,
+    MetadataValue,
+    Nothing,
+    Output,
+)
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.drift.assessment import MonitoringThresholds, assess_batch, reference_key
+from green_pipeline.drift.assessment import MonitoringThresholds, assess_batch, batch_report, reference_key
 from green_pipeline.drift.detection import DriftResult
+from green_pipeline.errors import StoreError
 from green_pipeline.orchestration.history import gate_history_of, load_batches
-from green_pipeline.orchestration.metadata import DRIFT_REPORT, VALIDATED_BATCH, DriftDecision
+from green_pipeline.orchestration.metadata import DRIFT_REPORT, DRIFT_REPORT_HTML, VALIDATED_BATCH, DriftDecision
 from green_pipeline.orchestration.resources import ArtifactStorage, ModelStoreResource, RetrainPolicy
 from green_pipeline.records import DriftAssessment
 from green_pipeline.store import files
@@ -52,10 +62,52 @@ def drift_report(
         pooled,
     )
     if html is not None:
-        report_url = artifacts.url("reports", "drift_report", f"{files.validate_batch_key(context.partition_key)}.html")
-        artifacts.write(report_url, html.encode())
-        assessment = dataclasses.replace(assessment, report_url=report_url)
+        assessment = dataclasses.replace(assessment, report_url=write_report(artifacts, context.partition_key, html))
     return Output(assessment, metadata=drift_metadata(assessment, policy.thresholds()))
+
+
+@metered_asset(
+    key=DRIFT_REPORT_HTML,
+    deps=[DRIFT_REPORT],
+    partitions_def=batch_partitions,
+    group_name="monitoring",
+    dagster_type=Nothing,
+)
+def drift_report_html(
+    context: AssetExecutionContext, model_store: ModelStoreResource, policy: RetrainPolicy, artifacts: ArtifactStorage
+) -> Output[None]:
+    """Evidently's HTML drift report of the batch against the model that served it (its drift report's champion,
+    else the serving one), on demand: written where the drift step writes it, for a batch whose run skipped it."""
+    batch = context.partition_key
+    decision = latest_drift_decision(context.instance, batch)
+    store = model_store.store()
+    version = (decision.champion_version if decision else None) or store.current_version()
+    if version is None:
+        raise StoreError(f"no model is deployed in {store.root}: batch {batch!r} has nothing to be compared with.")
+    champion = model_store.champion(version)
+    pooled = (decision.pooled_batches or []) if decision else []
+    frames = load_batches(context.instance, artifacts, [*pooled, batch])
+    frame = frames.pop(batch)
+    settings = policy.drift_settings()
+    html = batch_report(frame, champion, policy.thresholds(), settings, reference_key(store, champion), frames)
+    url = write_report(artifacts, batch, html)
+    return Output(None, metadata={"report_path": MetadataValue.path(url), "champion_version": version})
+
+
+def write_report(artifacts: ArtifactStorage, batch: str, html: str) -> str:
+    """Store a batch's HTML drift report, one path per batch whoever renders it; its URL."""
+    url = artifacts.url("reports", "drift_report", f"{files.validate_batch_key(batch)}.html")
+    artifacts.write(url, html.encode())
+    return url
+
+
+def latest_drift_decision(instance: DagsterInstance, batch: str) -> DriftDecision | None:
+    """What the latest drift report of ``batch`` decided, or None if its run never got that far."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=DRIFT_REPORT, asset_partitions=[batch]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    return DriftDecision.from_metadata(materialization.metadata) if materialization else None
 
 
 def drift_metadata(assessment: DriftAssessment, thresholds: MonitoringThresholds) -> dict[str, object]:
@@ -64,6 +116,8 @@ def drift_metadata(assessment: DriftAssessment, thresholds: MonitoringThresholds
     metadata: dict[str, object] = DriftDecision.of(assessment).as_metadata() | gate_metadata(assessment, thresholds)
     if assessment.report_url:
         metadata["report_path"] = MetadataValue.path(assessment.report_url)
+    if drift.compared:
+        metadata["drift_report_rendered"] = assessment.report_url is not None
     if drift.sample is not None:
         metadata |= sampling_metadata(drift)
     if drift.columns:

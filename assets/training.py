@@ -32,6 +32,7 @@ from green_pipeline.orchestration.resources import (
 )
 from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, DriftAssessment
 from green_pipeline.reporting.mlflow_logging import tracking_metadata, training_record
+from green_pipeline.training.growth import tree_budget
 from green_pipeline.training.promotion import compare_with_champion
 from green_pipeline.training.retraining import retrain_batch, split_batches
 
@@ -79,8 +80,18 @@ def retrained_model(
     champion = model_store.champion(drift_report.champion_version) if drift_report.champion_version else None
     spec, settings = dataset.to_settings(), policy.training_settings()
     pooled = load_batches(context.instance, artifacts, drift_report.pooled_batches)
+    rules = policy.strategy_rules()
+    budget = tree_budget(model_store.store(), champion.version, rules.max_model_growth) if champion else None
     retrained = retrain_batch(
-        validated_batch, drift_report, champion, spec, policy.thresholds(), settings, energy.to_settings(), pooled
+        validated_batch,
+        drift_report,
+        champion,
+        spec,
+        policy.thresholds(),
+        settings,
+        energy.to_settings(),
+        pooled,
+        budget,
     )
     outcome = retrained.outcome
     context.log.info(f"{outcome.result.strategy.value}: {outcome.reason}")

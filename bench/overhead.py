@@ -187,7 +187,7 @@ def no_drift_run(rows: int) -> dict[str, Any]:
     from green_pipeline.demo.stream import StreamSpec, write_stream
     from green_pipeline.orchestration.ledger import run_materializations
 
-    spec = StreamSpec(days=3, rows_per_day=rows, covariate_shift_day=None, concept_drift_day=None)
+    spec = StreamSpec(days=3, rows_per_day=rows, covariate_shift_days=(), concept_drift_days=())
     previous = os.getcwd()
     with tempfile.TemporaryDirectory() as root:
         os.chdir(root)  # relative default URLs of any resource stay inside the scratch directory

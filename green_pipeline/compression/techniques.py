@@ -1,16 +1,20 @@
-"""Techniques that turn a LightGBM model into a smaller LightGBM text model.
+"""Techniques that turn a LightGBM model into a smaller LightGBM model.
 
-Each result is ordinary LightGBM text, so the model store, a later warm start and every inference engine
-read it like any other model: a smaller retrain, a distilled student, and quantized text.
+Each result is ordinary LightGBM text (pruning: a Booster of the leading trees), so the model store, a later warm
+start and every inference engine read it like any other model: a tree prefix, a smaller retrain, a distilled
+student, and quantized text.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.errors import TrainingError
@@ -21,6 +25,9 @@ TRAINING_ONLY_KEYS = frozenset(
 )
 TREE_START = re.compile(r"(?m)^(?=Tree=\d+$)")
 END_OF_TREES = "end of trees"
+PREFIX_CANDIDATES = 20
+#: The prefixes pruning may keep go down to this fraction of the trees.
+SMALLEST_PREFIX = 0.05
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class StudentSettings:
         return {
             "objective": objective,
             "learning_rate": self.learning_rate,
-            "num_leaves": min(self.num_leaves, max(2, max_leaves_per_tree(teacher.model_to_string()))),
+            "num_leaves": self.leaves(teacher),
             "min_data_in_leaf": self.min_data_in_leaf,
             "num_threads": num_threads,
             "seed": self.seed,
@@ -47,6 +54,9 @@ class StudentSettings:
             "force_col_wise": True,
             "verbosity": -1,
         }
+
+    def leaves(self, teacher: lgb.Booster) -> int:
+        return min(self.num_leaves, max(2, max_leaves_per_tree(teacher.model_to_string())))
 
     def rounds(self, teacher: lgb.Booster) -> int:
         return max(1, min(self.trees, teacher.num_trees()))
@@ -78,6 +88,58 @@ def distil(
     params = student.params(teacher, "regression", num_threads)
     booster = lgb.train(params, data, num_boost_round=student.rounds(teacher))
     return _with_objective(booster.model_to_string(), _objective_line(teacher.model_to_string()))
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    booster: lgb.Booster
+    technique: str
+    trees_before: int
+    trees_after: int
+    auc_before: float
+    auc_after: float
+    size_bytes_before: int
+    size_bytes_after: int
+
+    @property
+    def size_ratio(self) -> float:
+        return self.size_bytes_after / self.size_bytes_before
+
+
+def prune_tree_prefix(
+    booster: lgb.Booster, holdout: pd.DataFrame, schema: FeatureSchema, auc_tolerance: float
+) -> CompressionResult:
+    """Keep the fewest leading trees whose AUC on ``holdout`` is within ``auc_tolerance`` of all trees."""
+    total = booster.num_trees()
+    kept, kept_auc, full_auc = shortest_prefix(
+        booster, schema.encode(holdout), schema.labels(holdout).to_numpy(), auc_tolerance
+    )
+    pruned = lgb.Booster(model_str=booster.model_to_string(num_iteration=kept))
+    return CompressionResult(
+        booster=pruned,
+        technique="tree_prefix_pruning",
+        trees_before=total,
+        trees_after=kept,
+        auc_before=full_auc,
+        auc_after=kept_auc,
+        size_bytes_before=len(booster.model_to_string().encode()),
+        size_bytes_after=len(pruned.model_to_string().encode()),
+    )
+
+
+def shortest_prefix(
+    booster: lgb.Booster, features: pd.DataFrame, labels: np.ndarray, auc_tolerance: float
+) -> tuple[int, float, float]:
+    """Trees kept, their AUC and all trees' AUC: each prefix's margins add the next trees' to the previous ones,
+    so every prefix is scored in one pass over the trees (AUC ranks margins as it ranks probabilities)."""
+    total = booster.num_trees()
+    sizes = sorted({max(1, math.ceil(total * f)) for f in np.linspace(SMALLEST_PREFIX, 1.0, PREFIX_CANDIDATES)})
+    margins, start, aucs = np.zeros(len(features)), 0, {}
+    for trees in sizes:
+        margins += booster.predict(features, start_iteration=start, num_iteration=trees - start, raw_score=True)
+        aucs[trees], start = float(roc_auc_score(labels, margins)), trees
+    kept = next(trees for trees in sizes if aucs[trees] >= aucs[total] - auc_tolerance)
+    return kept, aucs[kept], aucs[total]
 
 
 def quantize_model_text(text: str, leaf_digits: int = 6, threshold_digits: int = 10) -> str:

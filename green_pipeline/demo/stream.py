@@ -1,8 +1,8 @@
 """The built-in data stream: generated daily batches for the demo, the tests and the benchmarks.
 
-The generator simulates daily customer-churn batches: a stable stretch, then a covariate shift
-(a price rise moves spend and usage), then a concept drift (customers start reacting differently).
-It is seeded per day, so every run of the demo and the tests sees identical files.
+The generator simulates daily customer-churn batches: a stable stretch, then covariate shifts (a price
+rise moves spend and usage; a later price war moves them the other way) and concept drifts (customers start
+reacting differently), each from its day on. It is seeded per day, so every run sees identical files.
 """
 
 from __future__ import annotations
@@ -24,14 +24,41 @@ REGIONS = ("north", "south", "east", "west")
 
 
 @dataclass(frozen=True)
+class _Market:
+    """The feature distributions of one covariate regime."""
+
+    plan_p: tuple[float, float, float]
+    channel_p: tuple[float, float, float]
+    charges_mean: float
+    support_rate: float
+    sessions_scale: float
+    idle_scale: float
+
+
+#: Regime 0, then the one each covariate shift moves to: a price rise, then a price war that undercuts it. Shifts past
+#: the last regime cycle through the shifted ones again, so every event day moves the features.
+MARKETS = (
+    _Market((0.45, 0.38, 0.17), (0.45, 0.40, 0.15), 65.0, 1.5, 2.0, 7.0),
+    _Market((0.65, 0.25, 0.10), (0.30, 0.60, 0.10), 95.0, 2.4, 1.2, 12.0),
+    _Market((0.30, 0.35, 0.35), (0.20, 0.70, 0.10), 40.0, 0.8, 3.0, 4.0),
+)
+#: Concept 0, then the ones each concept drift moves to (cycling likewise): the branches at the end of ``generate_day``.
+CONCEPTS = 3
+
+
+@dataclass(frozen=True)
 class StreamSpec:
-    """Shape of the generated stream; days count from 0 and shifts apply from their day onwards."""
+    """Shape of the generated stream; days count from 0 and each event applies from its day until the next one.
+
+    Every day in ``covariate_shift_days`` moves the features to the next regime of ``MARKETS``; every day in
+    ``concept_drift_days`` changes how customers react to them. The defaults are the demo's: one of each.
+    """
 
     days: int = 16
     rows_per_day: int = 20000
     seed: int = 7
-    covariate_shift_day: int | None = 5
-    concept_drift_day: int | None = 11
+    covariate_shift_days: tuple[int, ...] = (5,)
+    concept_drift_days: tuple[int, ...] = (11,)
     start: date = date(2026, 1, 1)
     file_format: str = "parquet"
 
@@ -40,26 +67,44 @@ class StreamSpec:
             raise InvalidConfigError("generate: --days must be >= 1 and --rows-per-day >= 50.")
         if self.file_format not in ("parquet", "csv"):
             raise InvalidConfigError(f"generate: format {self.file_format!r} is not one of parquet, csv.")
+        for option, days in (
+            ("--covariate-shift-day", self.covariate_shift_days),
+            ("--concept-drift-day", self.concept_drift_days),
+        ):
+            if any(day < 0 for day in days) or list(days) != sorted(set(days)):
+                raise InvalidConfigError(f"generate: {option} days {list(days)} must be >= 0 and strictly ascending.")
 
     def batch_name(self, day: int) -> str:
         return f"batch-{self.start + timedelta(days=day):%Y-%m-%d}.{self.file_format}"
+
+    def covariate_regime(self, day: int) -> int:
+        """How many covariate shifts have happened by ``day`` (0: none yet)."""
+        return sum(day >= event for event in self.covariate_shift_days)
+
+    def concept(self, day: int) -> int:
+        """How many concept drifts have happened by ``day`` (0: none yet)."""
+        return sum(day >= event for event in self.concept_drift_days)
+
+
+def _cycled(events: int, regimes: int) -> int:
+    """The regime after ``events`` events: 0 before any, then 1..regimes-1, starting over at 1."""
+    return 0 if events == 0 else 1 + (events - 1) % (regimes - 1)
 
 
 def generate_day(spec: StreamSpec, day: int) -> pd.DataFrame:
     """One day's batch: 8 numeric and 3 categorical features and a binary label."""
     rng = np.random.default_rng([spec.seed, day])
     n = spec.rows_per_day
-    shifted = spec.covariate_shift_day is not None and day >= spec.covariate_shift_day
-    new_concept = spec.concept_drift_day is not None and day >= spec.concept_drift_day
+    market = MARKETS[_cycled(spec.covariate_regime(day), len(MARKETS))]
 
-    plan = rng.choice(PLANS, n, p=[0.65, 0.25, 0.10] if shifted else [0.45, 0.38, 0.17])
-    channel = rng.choice(CHANNELS, n, p=[0.30, 0.60, 0.10] if shifted else [0.45, 0.40, 0.15])
+    plan = rng.choice(PLANS, n, p=market.plan_p)
+    channel = rng.choice(CHANNELS, n, p=market.channel_p)
     region = rng.choice(REGIONS, n)
     tenure = np.clip(rng.gamma(2.0, 12.0, n), 0, 120).round()
-    charges = np.clip(rng.normal(95.0 if shifted else 65.0, 20.0, n), 10, 250).round(2)
-    support_calls = rng.poisson(2.4 if shifted else 1.5, n).astype("int64")
-    sessions = np.clip(rng.gamma(3.0, 1.2 if shifted else 2.0, n), 0, 40).round(1)
-    idle_days = rng.exponential(12.0 if shifted else 7.0, n).round(1)
+    charges = np.clip(rng.normal(market.charges_mean, 20.0, n), 10, 250).round(2)
+    support_calls = rng.poisson(market.support_rate, n).astype("int64")
+    sessions = np.clip(rng.gamma(3.0, market.sessions_scale, n), 0, 40).round(1)
+    idle_days = rng.exponential(market.idle_scale, n).round(1)
     discount = (rng.beta(2, 8, n) * 50).round(1)
     age = np.clip(rng.normal(42, 12, n), 18, 90).round()
     usage_gb = rng.lognormal(2.5, 0.6, n).round(2)
@@ -80,9 +125,13 @@ def generate_day(spec: StreamSpec, day: int) -> pd.DataFrame:
         + np.select([plan == "premium", plan == "basic"], [-0.5, 0.3], 0.0)
         - 0.4 * (channel == "store")
     )
-    if new_concept:
+    concept = _cycled(spec.concept(day), CONCEPTS)
+    if concept == 1:
         # Loyalty stops protecting customers and the south reacts to a competitor's launch.
         logit = logit + 0.9 * z(tenure, 24.0, 17.0) + 1.1 * (region == "south") - 0.6 * z(usage_gb, 14.0, 9.0)
+    elif concept == 2:
+        # A self-service portal makes support calls harmless, and premium and heavy users leave for a new rival.
+        logit = logit - 0.75 * z(support_calls, 1.5, 1.2) + 1.2 * (plan == "premium") + 0.7 * z(usage_gb, 14.0, 9.0)
     churned = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype("int64")
     return pd.DataFrame(
         {

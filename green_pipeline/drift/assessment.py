@@ -9,15 +9,17 @@ from functools import partial
 import lightgbm as lgb
 import pandas as pd
 
-from green_pipeline.drift.detection import detect_drift, no_reference, weigh
-from green_pipeline.drift.sampling import DriftSettings
+from green_pipeline.drift.detection import DriftResult, detect_drift, no_reference, render_report, weigh
+from green_pipeline.drift.sampling import DriftSettings, HtmlReport
 from green_pipeline.records import DriftAssessment
 from green_pipeline.store.model_store import DeployedModel, ModelStore
 from green_pipeline.training.confidence import DEFAULT_CONFIDENCE, Interval, auc_interval
 from green_pipeline.training.policy import (
     GateHistory,
     QualityDrop,
+    RetrainDecision,
     StrategyRules,
+    Trigger,
     decide_retraining,
     pooled_decision,
     provisional_decision,
@@ -51,15 +53,16 @@ def assess_batch(
     history: GateHistory | None = None,
     pooled: Mapping[str, pd.DataFrame] | None = None,
 ) -> tuple[DriftAssessment, str | None]:
-    """Drift that matters to the champion and its AUC interval on the batch, the decision, and the HTML report.
+    """Drift that matters to the champion and its AUC interval on the batch, the decision, and the HTML report if
+    ``drift_settings.report_html`` wants it for this decision (``report_wanted``), else None.
 
     ``pooled`` holds the validated rows of the earlier pooled batches (``history.pooled_batches``), by name: they
     are judged with this batch's. Too few labelled rows in all leave the decision pooled for the next batch (no
     Evidently run is paid for); a first batch trains whatever its size, since nothing serves otherwise.
     ``reference_key`` (see ``reference_key``) lets the drift step reuse the reference's profile across batches.
     """
-    history, pooled = history or GateHistory(), pooled or {}
-    judged = pd.concat([*pooled.values(), frame], ignore_index=True) if pooled else frame
+    history, pooled, settings = history or GateHistory(), pooled or {}, drift_settings or DriftSettings()
+    judged = _judged(frame, pooled)
     record = partial(
         DriftAssessment,
         batch=batch,
@@ -80,9 +83,7 @@ def assess_batch(
         return record(
             drift=unjudged, decision=decision, champion_auc=None, champion_deployed_auc=None, labelled_rows=labelled
         ), None
-    drift, html = detect_drift(
-        judged, champion.reference, champion.schema, thresholds.drift_share, drift_settings, reference_key
-    )
+    drift = detect_drift(judged, champion.reference, champion.schema, thresholds.drift_share, settings, reference_key)
     drift = weigh(drift, feature_importance(champion.booster))
     interval = _champion_interval(champion, judged, thresholds.decision_confidence)
     deployed_auc = champion.metadata.get("metrics", {}).get("test_auc")
@@ -105,7 +106,40 @@ def assess_batch(
         champion_auc_interval=interval,
         labelled_rows=labelled,
     )
-    return assessment, html
+    if not report_wanted(settings.report_html, decision, drift):
+        return assessment, None
+    return assessment, render_report(drift, judged, champion.reference, champion.schema, settings, reference_key)
+
+
+def report_wanted(mode: HtmlReport, decision: RetrainDecision, drift: DriftResult) -> bool:
+    """Whether the drift step renders the HTML report: ``when_needed``, when someone will read it, i.e. the gate
+    opened on evidence (not forced by ``always_retrain``) or the full data might have decided otherwise."""
+    if mode == HtmlReport.WHEN_NEEDED:
+        opened = decision.retrain and decision.trigger is not Trigger.ALWAYS_RETRAIN
+        return opened or not drift.decision_certain
+    return mode == HtmlReport.ALWAYS
+
+
+def batch_report(
+    frame: pd.DataFrame,
+    champion: DeployedModel,
+    thresholds: MonitoringThresholds,
+    drift_settings: DriftSettings | None = None,
+    reference_key: str | None = None,
+    pooled: Mapping[str, pd.DataFrame] | None = None,
+) -> str:
+    """The HTML report of a batch (with the earlier batches it was pooled with) against ``champion``, on demand:
+    the drift tests run again on the same seeded samples, so it details the columns the drift step saw."""
+    judged = _judged(frame, pooled or {})
+    drift = detect_drift(
+        judged, champion.reference, champion.schema, thresholds.drift_share, drift_settings, reference_key
+    )
+    return render_report(drift, judged, champion.reference, champion.schema, drift_settings, reference_key)
+
+
+def _judged(frame: pd.DataFrame, pooled: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The rows a batch is judged on: the pooled batches' (oldest first), then its own."""
+    return pd.concat([*pooled.values(), frame], ignore_index=True) if pooled else frame
 
 
 def feature_importance(booster: lgb.Booster) -> dict[str, float]:

@@ -5,8 +5,9 @@ normalised Wasserstein or Jensen-Shannon distances on large), called directly as
 function its ``ValueDrift`` metric runs), on a sample of each large side with a stated error bound (see
 ``drift_sampling``), columns in parallel threads. The HTML report is Evidently's ``ValueDrift`` for the columns
 worth reading (drifted, near their threshold, then the highest scores; all of them up to ``report_columns``):
-its plots cost a fixed ~40 ms per column whatever the rows, the dominant cost on wide batches. The whole
-``DataDriftPreset`` is not used: it runs every test three times and counts distinct values to choose tests.
+its plots cost a fixed ~40 ms per column whatever the rows, most of the step's cost, so ``render_report`` is
+separate from the tests and called only for a report someone will read. The whole ``DataDriftPreset`` is not
+used: it runs every test three times and counts distinct values to choose tests.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class DriftSample:
     #: DKW bound on the sup distance between a sampled side's empirical CDF and its full data's (0: no sampling).
     cdf_error_bound: float
     reference_cached: bool
-    #: Columns detailed in the HTML report (all, up to the ``report_columns`` setting).
+    #: Columns the HTML report details (all, up to the ``report_columns`` setting), rendered or not.
     report_columns: tuple[str, ...] = ()
 
 
@@ -150,22 +151,17 @@ def detect_drift(
     settings: DriftSettings | None = None,
     reference_key: str | None = None,
     profiles: ReferenceProfiles = PROFILES,
-) -> tuple[DriftResult, str]:
-    """Evidently's per-column drift tests on (samples of) the batch and the reference; the result and HTML report.
+) -> DriftResult:
+    """Evidently's per-column drift tests on (samples of) the batch and the reference; no HTML (``render_report``).
 
     ``reference_key`` (model version and reference checksum) lets later batches reuse the reference's profile.
     """
     settings = settings or DriftSettings()
-    profile, cached = profiles.get(reference_key, reference, schema, settings)
-    batch = evidently_frame(take_sample(current, settings, stream=0), schema)
-    tests = {
-        column: choose_test(profile, column, current[column], column in schema.numeric) for column in schema.features
-    }
-    context = _Comparison(batch, profile, schema, (len(current), len(reference)), settings.confidence)
+    context, cached = _comparison(current, reference, schema, settings, reference_key, profiles)
+    batch, profile = context.batch, context.profile
+    tests = {column: _test_of(profile, column, current, schema) for column in schema.features}
     with ThreadPoolExecutor(max_workers=TEST_THREADS) as pool:
         columns = tuple(pool.map(context.test, tests.items()))
-    shown = [c.column for c in _worth_reading(columns, settings.report_columns)]
-    html = context.report({column: tests[column] for column in shown})
     drifted = sum(c.drifted for c in columns)
     sample = DriftSample(
         sampled=len(batch) < len(current) or len(profile.sample) < profile.rows,
@@ -178,9 +174,9 @@ def detect_drift(
             cdf_error_bound(len(profile.sample), profile.rows, settings.confidence),
         ),
         reference_cached=cached,
-        report_columns=tuple(shown),
+        report_columns=tuple(c.column for c in _worth_reading(columns, settings.report_columns)),
     )
-    result = DriftResult(
+    return DriftResult(
         drifted_share=drifted / len(columns) if columns else 0.0,
         drifted_count=drifted,
         column_count=len(columns),
@@ -190,7 +186,28 @@ def detect_drift(
         columns=columns,
         sample=sample,
     )
-    return result, html
+
+
+def render_report(
+    result: DriftResult,
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    schema: FeatureSchema,
+    settings: DriftSettings | None = None,
+    reference_key: str | None = None,
+    profiles: ReferenceProfiles = PROFILES,
+) -> str:
+    """Evidently's HTML report of ``result``'s columns worth reading (``DriftSample.report_columns``), on the rows
+    its tests saw: the same seeded samples and cached reference profile, so the page shows the verdicts decided."""
+    if result.sample is None:
+        raise DriftDetectionError(
+            f"no drift report for a batch of {result.current_rows} rows that was not compared with a reference."
+        )
+    settings = settings or DriftSettings()
+    context, _ = _comparison(current, reference, schema, settings, reference_key, profiles)
+    return context.report(
+        {column: _test_of(context.profile, column, current, schema) for column in result.sample.report_columns}
+    )
 
 
 def weigh(result: DriftResult, importance: Mapping[str, float]) -> DriftResult:
@@ -205,6 +222,24 @@ def weigh(result: DriftResult, importance: Mapping[str, float]) -> DriftResult:
 def no_reference(current_rows: int, threshold: float) -> DriftResult:
     """The result when no model is deployed yet, so there is nothing to compare against."""
     return DriftResult(None, 0, 0, threshold, reference_rows=0, current_rows=current_rows)
+
+
+def _comparison(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    schema: FeatureSchema,
+    settings: DriftSettings,
+    key: str | None,
+    profiles: ReferenceProfiles,
+) -> tuple[_Comparison, bool]:
+    """The sampled batch against the reference's profile, and whether the profile came from the cache."""
+    profile, cached = profiles.get(key, reference, schema, settings)
+    batch = evidently_frame(take_sample(current, settings, stream=0), schema)
+    return _Comparison(batch, profile, schema, (len(current), len(reference)), settings.confidence), cached
+
+
+def _test_of(profile: ReferenceProfile, column: str, current: pd.DataFrame, schema: FeatureSchema) -> StatTest:
+    return choose_test(profile, column, current[column], column in schema.numeric)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -57,15 +58,25 @@ MIN_NORM = 0.001
 DISTANCE_TESTS = frozenset({wasserstein_stat_test.name, jensenshannon_stat_test.name})
 
 
+class HtmlReport(StrEnum):
+    """When the drift step renders Evidently's HTML report, most of its cost: ``when_needed`` only for a report
+    someone will read (a retrain, or a decision the sampling leaves uncertain); any batch's on demand."""
+
+    WHEN_NEEDED = "when_needed"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 @dataclass(frozen=True)
 class DriftSettings:
-    """Rows per side the tests see (0: all), the sampling seed, the confidence of the bounds, and how many
-    columns the HTML report details."""
+    """Rows per side the tests see (0: all), the sampling seed, the confidence of the bounds, how many columns
+    the HTML report details, and when the drift step renders it."""
 
     sample_rows: int = 50_000
     seed: int = 0
     confidence: float = 0.99
     report_columns: int = 12
+    report_html: HtmlReport = HtmlReport.WHEN_NEEDED
 
     def __post_init__(self) -> None:
         if self.sample_rows != 0 and self.sample_rows <= SMALL_REFERENCE_ROWS:
@@ -77,6 +88,10 @@ class DriftSettings:
             raise InvalidConfigError(f"policy.drift_confidence={self.confidence} must be in [0.5, 1).")
         if self.report_columns < 1:
             raise InvalidConfigError(f"policy.drift_report_columns={self.report_columns} must be at least 1.")
+        if self.report_html not in tuple(HtmlReport):
+            raise InvalidConfigError(
+                f"policy.drift_report_html={self.report_html!r} must be one of {', '.join(HtmlReport)}."
+            )
 
     def caps(self, rows: int) -> bool:
         """Whether a side of ``rows`` rows is sampled."""

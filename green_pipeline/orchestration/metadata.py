@@ -39,6 +39,8 @@ COMPRESSED_MODEL = AssetKey("compressed_model")
 DEPLOYED_MODEL = AssetKey("deployed_model")
 PREDICTIONS = AssetKey("predictions")
 ENERGY_LEDGER = AssetKey("energy_ledger")
+#: On demand only (drift_report_html_job, ``green-pipeline report``): the HTML the drift step did not render.
+DRIFT_REPORT_HTML = AssetKey("drift_report_html")
 
 #: The steps of monitoring_job and of retraining_job; green_pipeline_job runs both.
 MONITORING_STEPS = (INGESTED_BATCH, VALIDATED_BATCH, DRIFT_REPORT, PREDICTIONS)
@@ -46,7 +48,7 @@ RETRAINING_STEPS = (RETRAINED_MODEL, MODEL_EVALUATION, COMPRESSED_MODEL, DEPLOYE
 #: This code location's assets, the only ones the ledger reads: on an instance shared with other code locations,
 #: their materializations are not steps of this pipeline (tests/integration/test_ledger_scope.py). Exactly the
 #: assets of the Definitions (tests/unit/test_metadata_contract.py).
-PROJECT_ASSETS = (*MONITORING_STEPS, *RETRAINING_STEPS, ENERGY_LEDGER)
+PROJECT_ASSETS = (*MONITORING_STEPS, *RETRAINING_STEPS, DRIFT_REPORT_HTML, ENERGY_LEDGER)
 #: The steps whose energy produced a version: its quality_per_kwh divides the AUC gain by their sum.
 PRODUCING_STEPS = (RETRAINED_MODEL, COMPRESSED_MODEL)
 

@@ -28,7 +28,7 @@ from green_pipeline.data.batches import memory_budget
 from green_pipeline.data.schema import DatasetSpec
 from green_pipeline.demo.stream import LABEL
 from green_pipeline.drift.assessment import MonitoringThresholds
-from green_pipeline.drift.sampling import DriftSettings
+from green_pipeline.drift.sampling import DriftSettings, HtmlReport
 from green_pipeline.energy.budget import Budget, BudgetSettings, BudgetSeverity
 from green_pipeline.energy.measurement import EnergySettings
 from green_pipeline.reporting.mlflow_logging import MlflowSettings, require_mlflow
@@ -221,6 +221,12 @@ class RetrainPolicy(ConfigurableResource):
         ge=0,
         description="Batches after a retrain during which drift alone does not retrain (a quality drop still does).",
     )
+    max_model_growth: float = Field(
+        default=_RULES.max_model_growth,
+        ge=1.0,
+        description="Trees a warm-start chain may grow to, as a factor of its first version's (the last trained "
+        "from scratch): a warm start is capped there, and a chain at it is retrained compactly from scratch.",
+    )
     severe_column_drift: float = Field(
         default=_RULES.severe_column_drift,
         gt=0.0,
@@ -288,6 +294,11 @@ class RetrainPolicy(ConfigurableResource):
         description="Columns the HTML drift report details (drifted and near-threshold first, then by score); "
         "every column is tested, and its plots cost about 40 ms each.",
     )
+    drift_report_html: Literal["when_needed", "always", "never"] = Field(
+        default=_DRIFT.report_html.value,
+        description="When the drift step renders its HTML report, most of its cost: when_needed only for a retrain "
+        "or an uncertain decision; any batch's on demand (green-pipeline report, drift_report_html_job).",
+    )
 
     def thresholds(self) -> MonitoringThresholds:
         return MonitoringThresholds(
@@ -308,6 +319,7 @@ class RetrainPolicy(ConfigurableResource):
             min_gain_auc=self.min_gain_auc,
             drift_patience=self.drift_patience,
             cooldown_batches=self.cooldown_batches,
+            max_model_growth=self.max_model_growth,
         )
 
     def training_settings(self) -> TrainingSettings:
@@ -328,6 +340,7 @@ class RetrainPolicy(ConfigurableResource):
             seed=self.drift_sample_seed,
             confidence=self.drift_confidence,
             report_columns=self.drift_report_columns,
+            report_html=HtmlReport(self.drift_report_html),
         )
 
 

@@ -40,6 +40,8 @@ class StrategyRules:
     drift_patience: int = 1
     #: Batches after a retrain during which drift alone does not retrain (a clear quality drop still does).
     cooldown_batches: int = 0
+    #: Trees a warm-start chain may grow to, as a factor of its first version's (``training.growth``).
+    max_model_growth: float = 1.2
 
     def __post_init__(self) -> None:
         for name in ("severe_drift_share", "min_gain_auc"):
@@ -49,6 +51,11 @@ class StrategyRules:
             raise InvalidConfigError(f"policy.reference_fraction = {self.reference_fraction} must be >= 0.")
         if self.severe_column_drift <= 0.0 or self.min_rows_new_trees < 0:
             raise InvalidConfigError("policy.severe_column_drift must be > 0 and policy.min_rows_new_trees >= 0.")
+        if self.max_model_growth < 1.0:
+            raise InvalidConfigError(
+                f"policy.max_model_growth = {self.max_model_growth} must be >= 1 (a factor of the chain's first "
+                "version's trees)."
+            )
         if self.drift_patience < 1 or self.cooldown_batches < 0:
             raise InvalidConfigError(
                 f"policy.drift_patience = {self.drift_patience} must be >= 1 and "

@@ -17,6 +17,7 @@ from green_pipeline.errors import TrainingError
 from green_pipeline.records import CandidateModel, DriftAssessment
 from green_pipeline.store.model_store import DeployedModel
 from green_pipeline.training.evaluation import auc
+from green_pipeline.training.growth import BoundedPlan, TreeBudget, bound_ladder
 from green_pipeline.training.policy import (
     QualityBar,
     QualityDrop,
@@ -64,6 +65,9 @@ class RetrainingOutcome:
     bar: QualityBar | None
     champion_valid_auc: float | None
     reason: str
+    #: The warm-start chain's tree budget as applied (``training.growth``); None without a champion or a budget.
+    budget: TreeBudget | None = None
+    bounded: BoundedPlan | None = None
 
     @property
     def strategies_tried(self) -> tuple[Strategy, ...]:
@@ -87,6 +91,13 @@ class RetrainingOutcome:
             "champion_valid_auc": self.champion_valid_auc,
             "reference_rows": self.result.extra_rows,
         }
+        if self.budget is not None and self.bounded is not None:
+            values |= {
+                "tree_budget": self.budget.limit,
+                "chain_first_version": self.budget.root_version,
+                "chain_first_trees": self.budget.root_trees,
+                "compacted": self.bounded.compacted,
+            }
         for attempt in self.attempts:
             prefix = f"attempt_{attempt.strategy.value}"
             if attempt.energy.energy_kwh is None:  # said, never left out or zeroed
@@ -129,11 +140,13 @@ def retrain_batch(
     settings: TrainingSettings,
     energy: EnergySettings,
     pooled: Mapping[str, pd.DataFrame] | None = None,
+    budget: TreeBudget | None = None,
 ) -> Retrained:
     """A challenger trained on the rows ``assessment`` judged (``pooled`` batches and this one), with the plan its
     drift and quality drop call for.
 
     The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
+    ``budget`` bounds the champion's warm-start chain (``training.growth.tree_budget``).
     """
     batch = assessment.batch
     schema = champion.schema if champion else infer_schema(frame, spec, batch)
@@ -141,7 +154,7 @@ def retrain_batch(
     rules = thresholds.rules or StrategyRules()
     rows = len(split.train) + len(split.valid) + len(split.test)
     plan = plan_for(assessment, rows, thresholds.quality_drop_auc, thresholds.always_retrain, rules)
-    outcome = retrain(split, schema, champion, plan, rules, settings, energy)
+    outcome = retrain(split, schema, champion, plan, rules, settings, energy, budget)
     result = outcome.result
     candidate = CandidateModel(
         batch=batch,
@@ -208,16 +221,21 @@ def retrain(
     rules: StrategyRules,
     settings: TrainingSettings,
     energy: EnergySettings,
+    budget: TreeBudget | None = None,
 ) -> RetrainingOutcome:
-    """Run the plan's strategies in order, each measured, stopping at the first that meets the quality bar."""
+    """Run the plan's strategies in order, each measured, stopping at the first that meets the quality bar.
+
+    A champion whose warm-start chain is at or past ``budget`` is retrained compactly rather than warm-started.
+    """
     champion_auc = auc(champion.booster, split.valid, champion.schema) if champion else None
     bar = quality_bar(champion_auc, rules)
     extra = None
     if champion is not None:
         rows = round(plan.reference_fraction * len(split.train))
         extra = reference_sample(champion.reference, rows, f"reference:{champion.version}")
+    bounded = bound_ladder(plan.ladder, champion.booster.num_trees() if champion else 0, budget)
     attempts: list[Attempt] = []
-    for strategy in plan.ladder:
+    for strategy in bounded.ladder:
         attempt = run_attempt(split, schema, strategy, settings, energy, champion, extra, bar)
         attempts.append(attempt)
         if attempt.met_bar:
@@ -229,7 +247,9 @@ def retrain(
         plan=plan,
         bar=bar,
         champion_valid_auc=champion_auc,
-        reason=f"{plan.reason}; chosen: {why}",
+        reason="; ".join(filter(None, (plan.reason, bounded.reason, f"chosen: {why}"))),
+        budget=budget if champion else None,
+        bounded=bounded,
     )
 
 

@@ -12,7 +12,7 @@ from green_pipeline.app.runner import BatchOutcome, process_batches, run_config
 from green_pipeline.demo.stream import StreamSpec, write_stream
 
 #: Day 0 trains the first model, day 1 is like day 0, day 2 starts a covariate shift.
-SMALL_STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None)
+SMALL_STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_days=(2,), concept_drift_days=())
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from green_pipeline.store.model_store import ModelStore
 pytestmark = pytest.mark.integration
 
 #: Day 0 of tests/integration/conftest.py's SMALL_STREAM, and day 1 (no drift) as the base of every bad batch.
-STREAM = StreamSpec(days=1, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None)
+STREAM = StreamSpec(days=1, rows_per_day=3000, covariate_shift_days=(2,), concept_drift_days=())
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ ZONE = "TEST-GRID"
 BASE, AT_REPORT, CHEAPEST, ALMOST = 300.0, 400.0, 100.0, 200.0
 HOURS_TO_CHEAPEST = 5
 #: Day 0 trains the first model, day 1 is like it, day 2 starts a covariate shift.
-STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None)
+STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_days=(2,), concept_drift_days=())
 
 
 @dataclass(frozen=True)

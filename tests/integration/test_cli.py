@@ -162,3 +162,22 @@ def test_models_lists_versions_and_rollback_refuses_a_tampered_version(tmp_path:
     assert refused.returncode == 2 and "sha256" in refused.stderr and "v0002/model.txt" in refused.stderr
     assert json.loads((store / "models/churn/current.json").read_text())["version"] == "v0001"
     assert not list(store.rglob("*.pkl")) and not list(store.rglob("*.pickle"))
+
+
+def test_report_renders_the_html_a_skipped_batch_did_not_need(tmp_path: Path, cli: Cli) -> None:
+    data, artifacts = tmp_path / "incoming", tmp_path / "artifacts"
+    assert cli(["generate", "--out", str(data), "--days", "2", "--rows-per-day", "1500"]).returncode == 0
+    locations = ["--store", str(tmp_path / "store"), "--artifacts", str(artifacts)]
+    ran = cli(["run", "--data", str(data), "--label", "churned", *locations])
+    assert ran.returncode == 0 and "skipped" in ran.stdout, ran.stderr
+    skipped = "batch-2026-01-02.parquet"
+    html = artifacts / "reports" / "drift_report" / f"{skipped}.html"
+    assert not html.exists()  # a certain decision to keep serving: nobody reads its report
+
+    report = cli(["report", skipped, *locations])
+
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.strip() == str(html)
+    assert "<html" in html.read_text(encoding="utf-8")[:2000].lower()
+    unknown = cli(["report", "batch-2027-01-01.parquet", *locations])
+    assert unknown.returncode == 2 and "batch-2027-01-01.parquet" in unknown.stderr

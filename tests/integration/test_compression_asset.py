@@ -23,7 +23,7 @@ from green_pipeline.store.model_store import MANIFEST_FILE, VERSION_FILES
 pytestmark = pytest.mark.integration
 
 #: Day 0 trains the first model, which is compressed; day 1 gives unseen rows to predict.
-STREAM = StreamSpec(days=2, rows_per_day=3000, covariate_shift_day=None, concept_drift_day=None)
+STREAM = StreamSpec(days=2, rows_per_day=3000, covariate_shift_days=(), concept_drift_days=())
 #: With this many predictions expected before the next retrain a compile is nearly free, so a compiled engine wins.
 COMPILE_PAYS = {"compile_engine": "lleaves", "expected_predictions": 10**12}
 

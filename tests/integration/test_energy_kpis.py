@@ -32,7 +32,7 @@ from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 
-STREAM = StreamSpec(days=4, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None)
+STREAM = StreamSpec(days=4, rows_per_day=3000, covariate_shift_days=(2,), concept_drift_days=())
 TINY_KWH, LARGE_KWH = 1e-9, 1000.0
 EXPERIMENT = "kpi-test"
 

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration
 
 PLANTED = "model.lleaves.o"
 #: Day 0 deploys v0001; day 1 is like it (no retrain), so `predictions` scores it with the tampered v0001.
-STREAM = StreamSpec(days=2, rows_per_day=3000, covariate_shift_day=None, concept_drift_day=None)
+STREAM = StreamSpec(days=2, rows_per_day=3000, covariate_shift_days=(), concept_drift_days=())
 
 
 class OpenedFiles:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 #: 600 rows a batch, under the default policy.min_rows_for_decision (1000): every batch after the first is pooled
 #: with the next. Day 0 trains the first model; from day 2 the price rise shifts the columns the model uses.
-STREAM = StreamSpec(days=5, rows_per_day=600, covariate_shift_day=2, concept_drift_day=None)
+STREAM = StreamSpec(days=5, rows_per_day=600, covariate_shift_days=(2,), concept_drift_days=())
 
 
 def _metadata(instance: DagsterInstance, asset: str, batch: str) -> dict[str, Any]:

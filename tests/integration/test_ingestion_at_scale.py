@@ -18,7 +18,7 @@ from green_pipeline.demo.stream import StreamSpec, generate_day, write_stream
 
 pytestmark = pytest.mark.integration
 
-STREAM = StreamSpec(days=2, rows_per_day=3000, covariate_shift_day=None, concept_drift_day=None)
+STREAM = StreamSpec(days=2, rows_per_day=3000, covariate_shift_days=(), concept_drift_days=())
 
 
 class Deployed:

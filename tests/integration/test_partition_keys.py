@@ -17,7 +17,7 @@ from green_pipeline.demo.stream import StreamSpec, encode_batch, generate_day, w
 from green_pipeline.store.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
-STREAM = StreamSpec(days=2, rows_per_day=2000, covariate_shift_day=None, concept_drift_day=None)
+STREAM = StreamSpec(days=2, rows_per_day=2000, covariate_shift_days=(), concept_drift_days=())
 KEY = "../../x"
 #: The key as a whole, or inside a file name built from it (``../../x.parquet``).
 REFUSAL = re.compile(r"batch name '\.\./\.\./x(\.\w+)?' is not a plain file name.*artifacts\.base_url")

@@ -95,9 +95,13 @@ def test_drift_report_names_columns_and_saves_html(outcomes, processed_instance)
         assert "<html" in report.read(2000).lower()
 
 
-def test_every_asset_materialization_carries_measured_energy(outcomes, processed_instance) -> None:
+def test_every_asset_materialization_carries_measured_energy(outcomes, processed_workspace, processed_instance) -> None:
     instance = processed_instance
     assert defs.resolve_job_def("energy_ledger_job").execute_in_process(instance=instance).success
+    # The HTML report is on demand: render the first batch's, as `green-pipeline report` does.
+    report = defs.resolve_job_def("drift_report_html_job")
+    config = processed_workspace.config()
+    assert report.execute_in_process(run_config=config, instance=instance, partition_key=outcomes[0].batch).success
     asset_keys = {key for assets_def in defs.assets for key in assets_def.keys}
     for key in asset_keys:
         records = instance.fetch_materializations(key, limit=100).records

@@ -48,7 +48,7 @@ def test_pipeline_reads_and_writes_s3(s3_endpoint: str, instance: DagsterInstanc
     fs = s3fs.S3FileSystem(**options)
     fs.mkdir(BUCKET)
     names = write_stream(
-        StreamSpec(days=3, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None),
+        StreamSpec(days=3, rows_per_day=3000, covariate_shift_days=(2,), concept_drift_days=()),
         f"s3://{BUCKET}/incoming",
         options,
     )

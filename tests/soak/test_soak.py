@@ -29,7 +29,7 @@ from green_pipeline.store.model_store import ModelStore
 pytestmark = pytest.mark.soak
 REPO = Path(__file__).resolve().parents[2]
 #: A covariate shift and a concept drift: a few batches retrain, most are judged and scored only.
-STREAM = StreamSpec(days=52, rows_per_day=2500, covariate_shift_day=18, concept_drift_day=36)
+STREAM = StreamSpec(days=52, rows_per_day=2500, covariate_shift_days=(18,), concept_drift_days=(36,))
 WARM_UP = 10
 #: Bounds after the warm-up, with room around the figures measured (docs/RELIABILITY.md, F10): 0 descriptors,
 #: +32 MB RSS, 4.3 MB of disk per batch, 3.7 MB of it Evidently's HTML drift report.

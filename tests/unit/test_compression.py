@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from green_pipeline.compression.search import prune_tree_prefix
+from green_pipeline.compression.techniques import prune_tree_prefix
 from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.training.evaluation import auc
 

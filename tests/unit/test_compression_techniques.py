@@ -192,11 +192,17 @@ def test_out_of_range_settings_are_refused_by_name(field: str) -> None:
         CompressionSettings(**{field: -1})
 
 
-def test_compress_model_measures_every_technique_and_keeps_the_cheapest_within_the_budget(
+def test_with_many_expected_predictions_every_candidate_pays_back_and_the_cheapest_within_the_budget_is_kept(
     day0_model: TrainedModel, schema: FeatureSchema
 ) -> None:
+    # 10-tree, 4-leaf students walk fewer nodes per prediction than any prefix of the teacher kept within budget.
     settings = CompressionSettings(
-        auc_budget=BUDGET, timing_rows=5_000, min_timing_s=0.05, compile_engine=LLEAVES, expected_predictions=10**9
+        auc_budget=BUDGET,
+        timing_rows=2_000,
+        min_timing_s=0.05,
+        compile_engine=LLEAVES,
+        expected_predictions=10**12,
+        student=StudentSettings(trees=10, num_leaves=4),
     )
     booster, split = day0_model.result.booster, day0_model.split
 
@@ -205,6 +211,7 @@ def test_compress_model_measures_every_technique_and_keeps_the_cheapest_within_t
     names = [c.name for c in outcome.candidates]
     assert names[:4] == ["uncompressed", "tree_prefix", "smaller_retrain", "distilled"]
     assert names[4].endswith("+quantized") and names[5] == f"{names[4]}+lleaves"
+    assert outcome.skipped == () and all(outcome.paybacks[name].pays for name in names[1:4])
     assert outcome.cost_basis == ENERGY_BASIS
     assert outcome.within_budget(outcome.chosen) and outcome.auc_delta >= -BUDGET
     cheapest = min(outcome.cost_per_1k(c) or np.inf for c in outcome.candidates if outcome.within_budget(c))
@@ -214,6 +221,26 @@ def test_compress_model_measures_every_technique_and_keeps_the_cheapest_within_t
     assert outcome.candidates[5].build_source == COMPILED_HERE
     table = candidates_table(outcome)
     assert table.count("\n") == len(outcome.candidates) + 1 and "**chosen**" in table
+
+
+def test_a_candidate_that_cannot_pay_back_its_search_is_not_built_and_the_table_says_why(
+    day0_model: TrainedModel, schema: FeatureSchema
+) -> None:
+    settings = CompressionSettings(
+        auc_budget=BUDGET, timing_rows=2_000, min_timing_s=0.05, compile_engine=LLEAVES, expected_predictions=1
+    )
+    split = day0_model.split
+
+    outcome = compress_model(day0_model.result.booster, split.train, split.valid, schema, settings, ENERGY)
+
+    assert [c.name for c in outcome.candidates] == ["uncompressed", "uncompressed+quantized"]
+    skipped = {s.name: s.payback for s in outcome.skipped}
+    assert list(skipped) == ["tree_prefix", "smaller_retrain", "distilled", f"{outcome.chosen.name}+lleaves"]
+    assert all(payback.cost > payback.saving for payback in skipped.values())
+    assert outcome.compile_status.startswith("skipped: estimated search cost")
+    assert outcome.chosen.engine == "lightgbm" and outcome.chosen.trees == day0_model.result.booster.num_trees()
+    table = candidates_table(outcome)
+    assert table.count("skipped: estimated search cost") == len(skipped)
 
 
 def test_compress_model_with_compile_off_says_it_skipped(day0_model: TrainedModel, schema: FeatureSchema) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from green_pipeline.demo.stream import LABEL, StreamSpec, encode_batch, generate
 from green_pipeline.errors import InvalidBatchError, InvalidConfigError
 from green_pipeline.store import files
 from green_pipeline.training.evaluation import auc
+from green_pipeline.training.trainer import TrainingSettings, full_retrain, split_batch
 
 if TYPE_CHECKING:
     from conftest import TrainedModel
@@ -63,9 +65,10 @@ def test_generate_day_has_the_documented_columns_rows_and_binary_label(stream_sp
 
 
 def test_covariate_shift_day_raises_monthly_charges(stream_spec: StreamSpec) -> None:
-    before = generate_day(stream_spec, stream_spec.covariate_shift_day - 1)
-    after = generate_day(stream_spec, stream_spec.covariate_shift_day)
-    never_shifted = generate_day(dataclasses.replace(stream_spec, covariate_shift_day=None), 5)
+    (shift,) = stream_spec.covariate_shift_days
+    before = generate_day(stream_spec, shift - 1)
+    after = generate_day(stream_spec, shift)
+    never_shifted = generate_day(dataclasses.replace(stream_spec, covariate_shift_days=()), 5)
 
     assert after["monthly_charges"].mean() - before["monthly_charges"].mean() > 20
     assert abs(never_shifted["monthly_charges"].mean() - before["monthly_charges"].mean()) < 3
@@ -75,13 +78,63 @@ def test_concept_drift_keeps_features_but_breaks_an_older_model(
     stream_spec: StreamSpec, shifted_model: TrainedModel, schema: FeatureSchema
 ) -> None:
     """Same seed and day with and without the drift: identical features, only the labels react differently."""
-    day = stream_spec.concept_drift_day + 1
+    day = stream_spec.concept_drift_days[0] + 1
     drifted = generate_day(stream_spec, day)
-    undrifted = generate_day(dataclasses.replace(stream_spec, concept_drift_day=None), day)
+    undrifted = generate_day(dataclasses.replace(stream_spec, concept_drift_days=()), day)
 
     pd.testing.assert_frame_equal(drifted[FEATURES], undrifted[FEATURES])
     booster = shifted_model.result.booster
     assert auc(booster, undrifted, schema) - auc(booster, drifted, schema) > 0.05
+
+
+#: sha256 of days 0, 6 and 12 of the default stream as CSV, recorded before several events per kind existed: the
+#: demo's files (covariate shift from day 5, concept drift from day 11) must stay byte-identical.
+DEFAULT_STREAM_SHA256 = {
+    0: "58b568aadb37fee1257ff95c2a5e47173a95d1ae3e5f1c8a9f7ede4e409264e7",
+    6: "c12b4c0459bc80e243069cf54c9d3196f74155756adc19c2d4632c74bba8eea3",
+    12: "09bb9ee404ddc8fd29edcf911c3d5feb51b7ad3c993744d9d19ed0d85d055e65",
+}
+
+
+def test_the_default_stream_is_unchanged() -> None:
+    spec = StreamSpec()
+
+    digests = {
+        day: hashlib.sha256(generate_day(spec, day).to_csv(index=False).encode()).hexdigest()
+        for day in DEFAULT_STREAM_SHA256
+    }
+
+    assert digests == DEFAULT_STREAM_SHA256
+
+
+def test_every_covariate_shift_day_moves_the_features() -> None:
+    spec = StreamSpec(days=12, rows_per_day=3000, covariate_shift_days=(3, 6, 9), concept_drift_days=())
+    charges = [generate_day(spec, day)["monthly_charges"].mean() for day in (2, 3, 5, 6, 8, 9)]
+
+    # Up with the price rise, down with the price war, up again: each event day differs from the day before it.
+    assert [round(after - before) for before, after in zip(charges[::2], charges[1::2], strict=True)] == [30, -55, 55]
+    assert abs(charges[1] - charges[2]) < 3 and abs(charges[3] - charges[4]) < 3
+
+
+def test_every_concept_drift_day_breaks_the_model_of_the_concept_before(
+    schema: FeatureSchema, training_settings: TrainingSettings
+) -> None:
+    """Same features as without the event; a model of the concept before it loses AUC on the event's day."""
+    spec = StreamSpec(days=10, rows_per_day=6000, covariate_shift_days=(), concept_drift_days=(3, 6))
+    for index, event in enumerate(spec.concept_drift_days):
+        without_event = dataclasses.replace(spec, concept_drift_days=spec.concept_drift_days[:index])
+        split = split_batch(generate_day(spec, event - 1), LABEL, "before", "before")
+        model = full_retrain(split, schema, training_settings).booster
+        after, unchanged = generate_day(spec, event), generate_day(without_event, event)
+
+        pd.testing.assert_frame_equal(after[FEATURES], unchanged[FEATURES])
+        assert auc(model, unchanged, schema) - auc(model, after, schema) > 0.05, event
+
+
+@pytest.mark.parametrize("days", [(5, 5), (7, 3), (-1,)])
+def test_stream_spec_refuses_event_days_out_of_order(days: tuple[int, ...]) -> None:
+    with pytest.raises(InvalidConfigError, match="--concept-drift-day"):
+        StreamSpec(concept_drift_days=days)
 
 
 @pytest.mark.parametrize(

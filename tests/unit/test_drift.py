@@ -16,7 +16,7 @@ from scipy import stats
 from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.data.validation import validate_batch
 from green_pipeline.demo.stream import StreamSpec, generate_day
-from green_pipeline.drift.detection import ColumnDrift, DriftResult, detect_drift, no_reference
+from green_pipeline.drift.detection import ColumnDrift, DriftResult, detect_drift, no_reference, render_report
 from green_pipeline.drift.sampling import DriftSettings, ReferenceProfiles, evidently_frame, score_error_bound
 from green_pipeline.errors import InvalidConfigError
 
@@ -24,25 +24,25 @@ THRESHOLD = 0.3
 
 
 @pytest.fixture(scope="module")
-def same_regime(make_clean_batch: Callable[[int], pd.DataFrame], schema: FeatureSchema) -> tuple[DriftResult, str]:
+def same_regime(make_clean_batch: Callable[[int], pd.DataFrame], schema: FeatureSchema) -> DriftResult:
     return detect_drift(make_clean_batch(2), make_clean_batch(1), schema, THRESHOLD)
 
 
 @pytest.fixture(scope="module")
-def covariate_shift(make_clean_batch: Callable[[int], pd.DataFrame], schema: FeatureSchema) -> tuple[DriftResult, str]:
+def covariate_shift(make_clean_batch: Callable[[int], pd.DataFrame], schema: FeatureSchema) -> DriftResult:
     return detect_drift(make_clean_batch(5), make_clean_batch(0), schema, THRESHOLD)
 
 
-def test_two_batches_of_the_same_regime_do_not_drift(same_regime: tuple[DriftResult, str]) -> None:
-    result, _ = same_regime
+def test_two_batches_of_the_same_regime_do_not_drift(same_regime: DriftResult) -> None:
+    result = same_regime
 
     assert result.compared
     assert result.drifted_share < THRESHOLD
     assert not result.passes_threshold
 
 
-def test_covariate_shift_day_drifts_on_monthly_charges(covariate_shift: tuple[DriftResult, str]) -> None:
-    result, _ = covariate_shift
+def test_covariate_shift_day_drifts_on_monthly_charges(covariate_shift: DriftResult) -> None:
+    result = covariate_shift
 
     assert result.drifted_share > THRESHOLD
     assert result.passes_threshold
@@ -52,9 +52,9 @@ def test_covariate_shift_day_drifts_on_monthly_charges(covariate_shift: tuple[Dr
     assert result.drifted_share == pytest.approx(len(drifted) / result.column_count)
 
 
-def test_features_that_did_not_shift_are_not_flagged(covariate_shift: tuple[DriftResult, str]) -> None:
+def test_features_that_did_not_shift_are_not_flagged(covariate_shift: DriftResult) -> None:
     """The generator leaves age, region and discount untouched by the price rise."""
-    result, _ = covariate_shift
+    result = covariate_shift
 
     verdicts = {c.column: c.drifted for c in result.columns}
     assert not verdicts["age"]
@@ -63,9 +63,9 @@ def test_features_that_did_not_shift_are_not_flagged(covariate_shift: tuple[Drif
 
 
 def test_result_covers_every_feature_and_counts_rows(
-    covariate_shift: tuple[DriftResult, str], schema: FeatureSchema, stream_spec: StreamSpec
+    covariate_shift: DriftResult, schema: FeatureSchema, stream_spec: StreamSpec
 ) -> None:
-    result, _ = covariate_shift
+    result = covariate_shift
 
     assert sorted(c.column for c in result.columns) == sorted(schema.features)
     assert result.column_count == len(schema.features)
@@ -74,8 +74,8 @@ def test_result_covers_every_feature_and_counts_rows(
     assert all(c.method and c.threshold > 0 for c in result.columns)
 
 
-def test_top_columns_lists_drifted_columns_first(covariate_shift: tuple[DriftResult, str]) -> None:
-    result, _ = covariate_shift
+def test_top_columns_lists_drifted_columns_first(covariate_shift: DriftResult) -> None:
+    result = covariate_shift
 
     top = result.top_columns(limit=3)
 
@@ -84,9 +84,13 @@ def test_top_columns_lists_drifted_columns_first(covariate_shift: tuple[DriftRes
 
 
 def test_html_report_is_a_full_page(
-    same_regime: tuple[DriftResult, str], covariate_shift: tuple[DriftResult, str]
+    same_regime: DriftResult,
+    covariate_shift: DriftResult,
+    make_clean_batch: Callable[[int], pd.DataFrame],
+    schema: FeatureSchema,
 ) -> None:
-    for _, html in (same_regime, covariate_shift):
+    for result, (current, reference) in ((same_regime, (2, 1)), (covariate_shift, (5, 0))):
+        html = render_report(result, make_clean_batch(current), make_clean_batch(reference), schema)
         assert len(html) > 1000
         assert "<html" in html.lower()
 
@@ -164,7 +168,7 @@ def test_small_batches_are_tested_on_every_row_with_the_tests_evidently_picks(sc
         _with_few_valued_columns(validate_batch(generate_day(spec, day), schema, "day")[0], day) for day in (5, 0)
     )
 
-    result, _ = detect_drift(current, reference, wide, THRESHOLD)
+    result = detect_drift(current, reference, wide, THRESHOLD)
 
     oracle = _preset_verdicts(current, reference, wide)
     assert {c.column: (c.method, c.score, c.drifted) for c in result.columns} == oracle
@@ -186,7 +190,7 @@ def big_current(make_clean_batch: Callable[[int], pd.DataFrame]) -> pd.DataFrame
 def sampled(
     big_current: pd.DataFrame, make_clean_batch: Callable[[int], pd.DataFrame], schema: FeatureSchema
 ) -> DriftResult:
-    return detect_drift(big_current, make_clean_batch(0), schema, THRESHOLD, SAMPLED)[0]
+    return detect_drift(big_current, make_clean_batch(0), schema, THRESHOLD, SAMPLED)
 
 
 def test_sides_larger_than_the_sample_size_are_sampled_and_reported(sampled: DriftResult) -> None:
@@ -206,7 +210,7 @@ def test_the_full_data_scores_lie_within_the_sampling_bounds(
     make_clean_batch: Callable[[int], pd.DataFrame],
     schema: FeatureSchema,
 ) -> None:
-    every_row, _ = detect_drift(big_current, make_clean_batch(0), schema, THRESHOLD, DriftSettings(sample_rows=0))
+    every_row = detect_drift(big_current, make_clean_batch(0), schema, THRESHOLD, DriftSettings(sample_rows=0))
 
     full = {c.column: c for c in every_row.columns}
     for column in sampled.columns:
@@ -222,8 +226,8 @@ def test_sampling_is_repeatable_with_its_seed(
     make_clean_batch: Callable[[int], pd.DataFrame],
     schema: FeatureSchema,
 ) -> None:
-    again, _ = detect_drift(big_current, make_clean_batch(0), schema, THRESHOLD, SAMPLED)
-    other, _ = detect_drift(big_current, make_clean_batch(0), schema, THRESHOLD, dataclasses.replace(SAMPLED, seed=4))
+    again = detect_drift(big_current, make_clean_batch(0), schema, THRESHOLD, SAMPLED)
+    other = detect_drift(big_current, make_clean_batch(0), schema, THRESHOLD, dataclasses.replace(SAMPLED, seed=4))
 
     assert again.columns == sampled.columns
     assert [c.score for c in other.columns] != [c.score for c in sampled.columns]
@@ -236,7 +240,7 @@ def test_a_reference_is_profiled_once_per_key(
     reference = make_clean_batch(0)
 
     def cached(day: int, key: str) -> bool:
-        result, _ = detect_drift(make_clean_batch(day), reference, schema, THRESHOLD, SAMPLED, key, profiles)
+        result = detect_drift(make_clean_batch(day), reference, schema, THRESHOLD, SAMPLED, key, profiles)
         assert result.sample is not None
         return result.sample.reference_cached
 
@@ -320,7 +324,10 @@ def test_the_report_details_the_columns_worth_reading_and_every_column_is_tested
 ) -> None:
     settings = DriftSettings(report_columns=3)
 
-    result, html = detect_drift(make_clean_batch(5), make_clean_batch(0), schema, THRESHOLD, settings)
+    current, reference = make_clean_batch(5), make_clean_batch(0)
+
+    result = detect_drift(current, reference, schema, THRESHOLD, settings)
+    html = render_report(result, current, reference, schema, settings)
 
     assert result.sample is not None
     shown = result.sample.report_columns

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 #: Day 0 trains v0001, day 1 is skipped, the shift of day 2 deploys v0002 (as in tests/integration/test_cli.py).
-STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_day=2, concept_drift_day=None)
+STREAM = StreamSpec(days=3, rows_per_day=3000, covariate_shift_days=(2,), concept_drift_days=())
 
 
 @dataclass(frozen=True)

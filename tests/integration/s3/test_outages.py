@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from conftest import S3Server
 
 pytestmark = pytest.mark.integration
-STREAM = StreamSpec(days=3, rows_per_day=2000, covariate_shift_day=None, concept_drift_day=None)
+STREAM = StreamSpec(days=3, rows_per_day=2000, covariate_shift_days=(), concept_drift_days=())
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 KEY_ENV, SECRET_ENV = "GREEN_PIPELINE_TEST_S3_KEY_ID", "GREEN_PIPELINE_TEST_S3_SECRET"
-STREAM = StreamSpec(days=2, rows_per_day=1500, covariate_shift_day=None, concept_drift_day=None)
+STREAM = StreamSpec(days=2, rows_per_day=1500, covariate_shift_days=(), concept_drift_days=())
 ALLOW_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
 
 
@@ -118,7 +118,9 @@ def _run_and_collect(
     home = tmp_path / "dagster-home"
     home.mkdir()
     with instance_for_test(temp_dir=str(home)) as instance:
-        outcomes = list(process_batches(defs, instance, batches, s3_server.pipeline_config(bucket, storage)))
+        # Every HTML report rendered (by default only a retrain's is), so report files are searched too.
+        config = s3_server.pipeline_config(bucket, storage, policy={"drift_report_html": "always"})
+        outcomes = list(process_batches(defs, instance, batches, config))
         assert [o.success for o in outcomes] == [True, True], [o.error for o in outcomes]
         records = _everything_recorded(instance, [o.run_id for o in outcomes])
     records += [(f"file {path}", path.read_bytes().decode("latin-1")) for path in home.rglob("*") if path.is_file()]
