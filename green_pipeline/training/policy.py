@@ -41,7 +41,7 @@ class StrategyRules:
     #: Batches after a retrain during which drift alone does not retrain (a clear quality drop still does).
     cooldown_batches: int = 0
     #: Trees a warm-start chain may grow to, as a factor of its first version's (``training.growth``).
-    max_model_growth: float = 1.2
+    max_model_growth: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("severe_drift_share", "min_gain_auc"):
