@@ -7,7 +7,6 @@ import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetIn,
-    AssetRecordsFilter,
     DagsterInstance,
     MetadataValue,
     Nothing,
@@ -19,7 +18,7 @@ from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.drift.assessment import MonitoringThresholds, assess_batch, batch_report, reference_key
 from green_pipeline.drift.detection import DriftResult
 from green_pipeline.errors import StoreError
-from green_pipeline.orchestration.history import gate_history_of, load_batches
+from green_pipeline.orchestration.history import gate_history_of, latest_metadata, load_batches
 from green_pipeline.orchestration.metadata import DRIFT_REPORT, DRIFT_REPORT_HTML, VALIDATED_BATCH, DriftDecision
 from green_pipeline.orchestration.resources import ArtifactStorage, ModelStoreResource, RetrainPolicy
 from green_pipeline.records import DriftAssessment
@@ -103,11 +102,8 @@ def write_report(artifacts: ArtifactStorage, batch: str, html: str) -> str:
 
 def latest_drift_decision(instance: DagsterInstance, batch: str) -> DriftDecision | None:
     """What the latest drift report of ``batch`` decided, or None if its run never got that far."""
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=DRIFT_REPORT, asset_partitions=[batch]), limit=1
-    ).records
-    materialization = records[0].asset_materialization if records else None
-    return DriftDecision.from_metadata(materialization.metadata) if materialization else None
+    metadata = latest_metadata(instance, DRIFT_REPORT, batch)
+    return DriftDecision.from_metadata(metadata) if metadata is not None else None
 
 
 def drift_metadata(assessment: DriftAssessment, thresholds: MonitoringThresholds) -> dict[str, object]:

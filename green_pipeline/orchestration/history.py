@@ -12,11 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, EventLogRecord
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from green_pipeline.errors import EventLogError
 from green_pipeline.orchestration.io_manager import ARTIFACT_URL
-from green_pipeline.orchestration.ledger import PAGE
 from green_pipeline.orchestration.metadata import (
     DEPLOYED_MODEL,
     DRIFT_REPORT,
@@ -43,7 +42,7 @@ def gate_history_of(instance: DagsterInstance, batch: str) -> GateHistory:
     A drift report this code location did not write (no decision in its metadata) is passed over, as the drift
     sensor does; ``batch``'s own earlier reports are left out, so a rerun is judged like the first run.
     """
-    deployments = dict(_latest_by_partition(instance, DEPLOYED_MODEL))
+    deployments = dict(_latest_first(instance, DEPLOYED_MODEL))
     recent: list[PastBatch] = []
     for partition, metadata in _latest_first(instance, DRIFT_REPORT):
         if partition == batch:
@@ -83,11 +82,8 @@ def load_batches(
     """
     frames = {}
     for batch in batches:
-        records = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=VALIDATED_BATCH, asset_partitions=[batch]), limit=1
-        ).records
-        materialization = records[0].asset_materialization if records else None
-        url = materialization.metadata.get(ARTIFACT_URL) if materialization else None
+        metadata = latest_metadata(instance, VALIDATED_BATCH, batch)
+        url = metadata.get(ARTIFACT_URL) if metadata is not None else None
         payload = artifacts.read(str(url.value)) if url is not None else None
         if payload is None:
             raise EventLogError(
@@ -97,6 +93,15 @@ def load_batches(
             )
         frames[batch] = pd.read_parquet(io.BytesIO(payload))
     return frames
+
+
+def latest_metadata(instance: DagsterInstance, key: AssetKey, batch: str) -> Mapping[str, Any] | None:
+    """The metadata of ``batch``'s latest materialization of ``key``; None if it was never materialized."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[batch]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    return materialization.metadata if materialization is not None else None
 
 
 def learning_batches(
@@ -123,21 +128,3 @@ def _latest_first(instance: DagsterInstance, key: AssetKey) -> Iterator[tuple[st
         if not page.has_more:
             return
         cursor = page.cursor
-
-
-def _latest_by_partition(instance: DagsterInstance, key: AssetKey) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Each partition's latest materialization of ``key``, in the order those were written."""
-    latest: dict[str, EventLogRecord] = {}
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(AssetRecordsFilter(key), limit=PAGE, cursor=cursor, ascending=True)
-        for record in page.records:
-            if record.partition_key is not None and record.asset_materialization is not None:
-                latest.pop(record.partition_key, None)
-                latest[record.partition_key] = record
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    for partition, record in latest.items():
-        assert record.asset_materialization is not None
-        yield partition, record.asset_materialization.metadata
