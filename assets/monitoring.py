@@ -15,13 +15,21 @@ from dagster import (
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.drift.assessment import MonitoringThresholds, assess_batch, batch_report, reference_key
+from green_pipeline.assets.scoring import score_cached
+from green_pipeline.drift.assessment import (
+    MonitoringThresholds,
+    assess_batch,
+    batch_report,
+    judged_rows,
+    reference_key,
+)
 from green_pipeline.drift.detection import DriftResult
 from green_pipeline.errors import StoreError
 from green_pipeline.orchestration.history import gate_history_of, latest_metadata, load_batches
 from green_pipeline.orchestration.metadata import DRIFT_REPORT, DRIFT_REPORT_HTML, VALIDATED_BATCH, DriftDecision
-from green_pipeline.orchestration.resources import ArtifactStorage, ModelStoreResource, RetrainPolicy
+from green_pipeline.orchestration.resources import ArtifactStorage, EnergyResource, ModelStoreResource, RetrainPolicy
 from green_pipeline.records import DriftAssessment
+from green_pipeline.serving.scoring import SCORE
 from green_pipeline.store import files
 
 TOP_DRIFTED_COLUMNS = 5
@@ -40,9 +48,14 @@ def drift_report(
     model_store: ModelStoreResource,
     policy: RetrainPolicy,
     artifacts: ArtifactStorage,
+    energy: EnergyResource,
 ) -> Output[DriftAssessment]:
     """Drift vs the data the serving model was trained on, weighted by the model's feature importance, the model's
-    AUC interval on the batch, and the decision, which also rests on the earlier batches (``history``)."""
+    AUC interval on the batch, and the decision, which also rests on the earlier batches (``history``).
+
+    The champion scores the judged rows once, through its prediction cache: the quality check reads those scores
+    and ``predictions`` finds them cached.
+    """
     store = model_store.store()
     # This run's champion from here on: every later step loads the version recorded in this report.
     serving = store.current_version()
@@ -50,6 +63,8 @@ def drift_report(
     key = reference_key(store, champion) if champion else None
     history = gate_history_of(context.instance, context.partition_key)
     pooled = load_batches(context.instance, artifacts, history.pooled_batches)
+    judged = judged_rows(validated_batch, pooled)
+    scoring = score_cached(champion, judged, model_store, artifacts, energy, policy) if champion else None
     assessment, html = assess_batch(
         context.partition_key,
         validated_batch,
@@ -59,10 +74,19 @@ def drift_report(
         key,
         history,
         pooled,
+        scoring.result.predictions[SCORE].to_numpy() if scoring else None,
     )
-    if html is not None:
-        assessment = dataclasses.replace(assessment, report_url=write_report(artifacts, context.partition_key, html))
-    return Output(assessment, metadata=drift_metadata(assessment, policy.thresholds()))
+    assessment = dataclasses.replace(
+        assessment,
+        report_url=write_report(artifacts, context.partition_key, html) if html is not None else None,
+        champion_scoring=scoring.cost if scoring else None,
+    )
+    engine = (
+        {f"scoring_{key}": value for key, value in scoring.engine.as_metadata().items()}
+        if scoring and scoring.engine
+        else {}
+    )
+    return Output(assessment, metadata={**drift_metadata(assessment, policy.thresholds()), **engine})
 
 
 @metered_asset(
@@ -114,6 +138,9 @@ def drift_metadata(assessment: DriftAssessment, thresholds: MonitoringThresholds
         metadata["report_path"] = MetadataValue.path(assessment.report_url)
     if drift.compared:
         metadata["drift_report_rendered"] = assessment.report_url is not None
+    if assessment.champion_scoring is not None:
+        metadata["champion_rows_scored"] = assessment.champion_scoring.rows
+        metadata["champion_rows_computed"] = assessment.champion_scoring.rows_computed
     if drift.sample is not None:
         metadata |= sampling_metadata(drift)
     if drift.columns:

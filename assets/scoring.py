@@ -1,4 +1,8 @@
-"""Batch scoring: each batch scored once by the model that was serving when it arrived, through a cache."""
+"""Batch scoring: each batch scored once by the model that was serving when it arrived, through a cache.
+
+The drift step scores the batch first (its quality check needs the champion's scores) through the same cache, so
+``predictions`` reads those scores instead of computing them again, and reports what that one scoring cost.
+"""
 
 import io
 from collections.abc import Iterator
@@ -8,11 +12,12 @@ from dagster import AssetExecutionContext, AssetIn, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.energy.measurement import measure_energy
+from green_pipeline.energy.measurement import complete_sum
 from green_pipeline.orchestration.metadata import DRIFT_REPORT, PREDICTIONS, VALIDATED_BATCH, ScoringRecord
 from green_pipeline.orchestration.resources import ArtifactStorage, EnergyResource, ModelStoreResource, RetrainPolicy
 from green_pipeline.records import DriftAssessment
-from green_pipeline.serving.scoring import score_batch, serving_predictor
+from green_pipeline.serving.scoring import CachedScoring, score_through_cache, served_engine
+from green_pipeline.store.model_store import DeployedModel
 
 
 @metered_asset(
@@ -32,37 +37,59 @@ def predictions(
     energy: EnergyResource,
     policy: RetrainPolicy,
 ) -> Iterator[Output[pd.DataFrame]]:
-    """Scores (row hash, score) of the batch; rows already scored by the same model version come from the cache.
+    """Scores (row hash, score) of the batch; rows already scored by the same model version come from the cache,
+    normally all of them: the drift step scored the batch with the same version.
 
     Skipped for a batch that arrived before any model was deployed: there was nothing serving to score it.
-    A compiled engine is built here from the verified text, never read from the store; this step pays its build.
+    A compiled engine is built from the verified text, never read from the store, by the step that computes.
     """
     version = drift_report.champion_version
     if version is None:
         context.log.info("Scoring skipped: no model was serving when this batch arrived.")
         return
     model = model_store.champion(version)
-    cache_url = artifacts.url("prediction_cache", model_store.model_name, f"{version}.parquet")
-    cached = artifacts.read(cache_url)
-    serving = serving_predictor(model, energy.to_settings(), policy.num_threads)
-    with measure_energy(energy.to_settings()) as scoring:
-        result = score_batch(
-            serving.predict, model.schema, validated_batch, pd.read_parquet(io.BytesIO(cached)) if cached else None
-        )
-    buffer = io.BytesIO()
-    result.cache.to_parquet(buffer, index=False)
-    artifacts.write(cache_url, buffer.getvalue())
-    report = scoring.report
-    assert report is not None, "measure_energy reports when its block ends"
+    scoring = score_cached(model, validated_batch, model_store, artifacts, energy, policy)
+    result, own = scoring.result, scoring.cost
+    # The batch's scores cost what the drift step's scoring and this step's cache read cost together.
+    shared = drift_report.champion_scoring
+    spent = complete_sum([own.energy_kwh] + ([shared.energy_kwh] if shared else []))
     record = ScoringRecord(
         model_version=version,
         rows_scored=result.rows,
         rows_computed=result.rows_computed,
         cache_hits=result.cache_hits,
         cache_hit_rate=result.hit_rate,
-        scoring_duration_s=report.duration_s,
-        energy_per_1k_predictions_kwh=(
-            report.energy_kwh / result.rows * 1000 if report.energy_kwh is not None and result.rows else None
-        ),
+        scoring_duration_s=own.duration_s + (shared.duration_s if shared else 0.0),
+        energy_per_1k_predictions_kwh=(spent / result.rows * 1000 if spent is not None and result.rows else None),
+        rows_computed_by_drift_step=shared.rows_computed if shared else None,
     )
-    yield Output(result.predictions, metadata={**record.as_metadata(), **serving.as_metadata()})
+    engine = scoring.engine.as_metadata() if scoring.engine else {"engine": served_engine(model)}
+    yield Output(result.predictions, metadata={**record.as_metadata(), **engine})
+
+
+def score_cached(
+    model: DeployedModel,
+    frame: pd.DataFrame,
+    model_store: ModelStoreResource,
+    artifacts: ArtifactStorage,
+    energy: EnergyResource,
+    policy: RetrainPolicy,
+) -> CachedScoring:
+    """Score ``frame`` with ``model`` through the version's prediction cache, storing the rows it computed."""
+    cache = prediction_cache(model_store, artifacts, model.version)
+    scoring = score_through_cache(model, frame, cache, energy.to_settings(), policy.num_threads)
+    if scoring.result.rows_computed:
+        buffer = io.BytesIO()
+        scoring.result.cache.to_parquet(buffer, index=False)
+        artifacts.write(_cache_url(model_store, artifacts, model.version), buffer.getvalue())
+    return scoring
+
+
+def prediction_cache(model_store: ModelStoreResource, artifacts: ArtifactStorage, version: str) -> pd.DataFrame | None:
+    """The scores (row_hash, score) ``version`` has computed so far, or None before its first scoring."""
+    cached = artifacts.read(_cache_url(model_store, artifacts, version))
+    return pd.read_parquet(io.BytesIO(cached)) if cached else None
+
+
+def _cache_url(model_store: ModelStoreResource, artifacts: ArtifactStorage, version: str) -> str:
+    return artifacts.url("prediction_cache", model_store.model_name, f"{version}.parquet")

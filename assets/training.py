@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
 
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
+from green_pipeline.assets.scoring import prediction_cache
 from green_pipeline.carbon.deferral import deferral_metadata
 from green_pipeline.orchestration.history import learning_batches, load_batches
 from green_pipeline.orchestration.ledger import retraining_budget_block
@@ -92,6 +93,8 @@ def retrained_model(
         energy.to_settings(),
         pooled,
         budget,
+        # The drift step's scores of these rows: the champion is judged and warm-started on them, not re-scored.
+        prediction_cache(model_store, artifacts, champion.version) if champion else None,
     )
     outcome = retrained.outcome
     context.log.info(f"{outcome.result.strategy.value}: {outcome.reason}")
@@ -135,5 +138,6 @@ def model_evaluation(
     split = split_batches(frames, candidate.schema.label, candidate.batch)
     champion = model_store.champion(candidate.parent_version) if candidate.parent_version else None
     confidence = policy.thresholds().decision_confidence
-    comparison = compare_with_champion(split.test, candidate.booster(), candidate.schema, champion, confidence)
+    cache = prediction_cache(model_store, artifacts, champion.version) if champion else None
+    comparison = compare_with_champion(split.test, candidate.booster(), candidate.schema, champion, confidence, cache)
     return Output(comparison, metadata=EvaluationRecord.of(comparison).as_metadata())

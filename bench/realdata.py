@@ -41,7 +41,7 @@ from arms import ENERGY, Gated, Stream, action, gated_arm, scheduled_arm
 
 from green_pipeline.demo.stream import LABEL as BUILTIN_LABEL
 from green_pipeline.demo.stream import StreamSpec, generate_day
-from green_pipeline.energy.measurement import measure_energy
+from green_pipeline.energy.measurement import complete_sum, measure_energy
 from green_pipeline.orchestration.ledger import is_wasted_retrain
 from green_pipeline.training.scheduled import ScheduledBatch
 
@@ -145,7 +145,7 @@ def figures(
     wasted = [o for o in gated if is_wasted_retrain(o.retrained, o.promoted)]
     quarantined = [o for o in gated if o.quarantined]
     gated_kwh = sum(o.energy_kwh for o in gated)
-    scheduled_kwh = sum(s.energy_kwh or 0.0 for s in scheduled)
+    scheduled_kwh = complete_sum(s.energy_kwh for s in scheduled)
     mean = lambda values: statistics.mean(values) if values else None  # noqa: E731
     gated_auc, scheduled_auc = mean([g for g, _ in compared]), mean([s for _, s in compared])
     return {

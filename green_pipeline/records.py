@@ -8,6 +8,7 @@ import lightgbm as lgb
 
 from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.drift.detection import DriftResult
+from green_pipeline.serving.scoring import ScoringCost
 from green_pipeline.training.confidence import Interval
 from green_pipeline.training.policy import RetrainDecision, Strategy
 
@@ -33,6 +34,9 @@ class DriftAssessment:
     labelled_rows: int | None = None
     pooled_batches: tuple[str, ...] = ()
     pooled_rows: int = 0
+    #: The champion's one scoring of the judged rows, cached for ``predictions`` (which reads it, and reports its
+    #: cost as its own); None without a champion.
+    champion_scoring: ScoringCost | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 
 from green_pipeline.drift.detection import DriftResult, detect_drift, no_reference, render_report, weigh
@@ -52,6 +53,7 @@ def assess_batch(
     reference_key: str | None = None,
     history: GateHistory | None = None,
     pooled: Mapping[str, pd.DataFrame] | None = None,
+    champion_scores: np.ndarray | None = None,
 ) -> tuple[DriftAssessment, str | None]:
     """Drift that matters to the champion and its AUC interval on the batch, the decision, and the HTML report if
     ``drift_settings.report_html`` wants it for this decision (``report_wanted``), else None.
@@ -60,9 +62,11 @@ def assess_batch(
     are judged with this batch's. Too few labelled rows in all leave the decision pooled for the next batch (no
     Evidently run is paid for); a first batch trains whatever its size, since nothing serves otherwise.
     ``reference_key`` (see ``reference_key``) lets the drift step reuse the reference's profile across batches.
+    ``champion_scores`` are the champion's scores of the judged rows (``judged_rows``' order), as the drift step
+    computed them once for this check and for ``predictions``; without them the champion's booster scores here.
     """
     history, pooled, settings = history or GateHistory(), pooled or {}, drift_settings or DriftSettings()
-    judged = _judged(frame, pooled)
+    judged = judged_rows(frame, pooled)
     record = partial(
         DriftAssessment,
         batch=batch,
@@ -85,7 +89,7 @@ def assess_batch(
         ), None
     drift = detect_drift(judged, champion.reference, champion.schema, thresholds.drift_share, settings, reference_key)
     drift = weigh(drift, feature_importance(champion.booster))
-    interval = _champion_interval(champion, judged, thresholds.decision_confidence)
+    interval = _champion_interval(champion, judged, thresholds.decision_confidence, champion_scores)
     deployed_auc = champion.metadata.get("metrics", {}).get("test_auc")
     quality = None
     if interval is not None and deployed_auc is not None:
@@ -130,14 +134,14 @@ def batch_report(
 ) -> str:
     """The HTML report of a batch (with the earlier batches it was pooled with) against ``champion``, on demand:
     the drift tests run again on the same seeded samples, so it details the columns the drift step saw."""
-    judged = _judged(frame, pooled or {})
+    judged = judged_rows(frame, pooled or {})
     drift = detect_drift(
         judged, champion.reference, champion.schema, thresholds.drift_share, drift_settings, reference_key
     )
     return render_report(drift, judged, champion.reference, champion.schema, drift_settings, reference_key)
 
 
-def _judged(frame: pd.DataFrame, pooled: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+def judged_rows(frame: pd.DataFrame, pooled: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """The rows a batch is judged on: the pooled batches' (oldest first), then its own."""
     return pd.concat([*pooled.values(), frame], ignore_index=True) if pooled else frame
 
@@ -153,14 +157,21 @@ def feature_importance(booster: lgb.Booster) -> dict[str, float]:
     return {name: float(gain) / total for name, gain in zip(names, gains, strict=True)}
 
 
-def _champion_interval(champion: DeployedModel, frame: pd.DataFrame, confidence: float) -> Interval | None:
+def _champion_interval(
+    champion: DeployedModel, frame: pd.DataFrame, confidence: float, scores: np.ndarray | None
+) -> Interval | None:
     """The champion's AUC on the labelled rows with DeLong's interval; None without both classes."""
     schema = champion.schema
     if schema.label not in frame or frame[schema.label].nunique() < 2:
         return None
-    labelled = frame[frame[schema.label].notna()]
-    scores = champion.booster.predict(schema.encode(labelled))
-    return auc_interval(schema.labels(labelled), scores, confidence)
+    labelled = frame[schema.label].notna().to_numpy()
+    if scores is None:
+        return auc_interval(
+            schema.labels(frame[labelled]), champion.booster.predict(schema.encode(frame[labelled])), confidence
+        )
+    if len(scores) != len(frame):
+        raise ValueError(f"{len(scores)} champion scores for {len(frame)} judged rows")
+    return auc_interval(schema.labels(frame[labelled]), scores[labelled], confidence)
 
 
 def reference_key(store: ModelStore, champion: DeployedModel) -> str:

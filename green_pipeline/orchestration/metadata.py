@@ -347,6 +347,8 @@ class ScoringRecord(MetadataRecord):
     cache_hit_rate: float
     scoring_duration_s: float
     energy_per_1k_predictions_kwh: float | None = None
+    #: Rows the drift step computed when it scored the batch (and cached) for its quality check; None without one.
+    rows_computed_by_drift_step: int | None = None
 
 
 @dataclass(frozen=True)

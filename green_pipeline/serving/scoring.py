@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pandas.util import hash_pandas_object
+from scipy.special import logit
 
 from green_pipeline.compression.engines import (
     LIGHTGBM,
@@ -21,13 +22,15 @@ from green_pipeline.compression.engines import (
     lightgbm_predictor,
 )
 from green_pipeline.data.schema import FeatureSchema
-from green_pipeline.energy.measurement import EnergySettings
+from green_pipeline.energy.measurement import EnergySettings, measure_energy
 from green_pipeline.store.model_store import DeployedModel
 
 logger = logging.getLogger(__name__)
 
 ROW_HASH = "row_hash"
 SCORE = "score"
+#: Probabilities are kept this far from 0 and 1 before taking log-odds: a raw score past +-34 carries nothing more.
+PROBABILITY_FLOOR = 1e-15
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def serving_predictor(model: DeployedModel, energy: EnergySettings, num_threads:
 
     A compiled engine is compiled on this machine, or loaded from this user's engine cache; never from the store.
     """
-    chosen = model.metadata.get("engine", {}).get("name", LIGHTGBM)
+    chosen = served_engine(model)
     if chosen == LIGHTGBM:
         return ServingEngine(lightgbm_predictor(model.model_text, num_threads), LIGHTGBM)
     compiled = compile_model(model.model_text, chosen, energy, num_threads)
@@ -90,17 +93,27 @@ def serving_predictor(model: DeployedModel, energy: EnergySettings, num_threads:
     return ServingEngine(lightgbm_predictor(model.model_text, num_threads), LIGHTGBM, fallback_reason=compiled.reason)
 
 
+def served_engine(model: DeployedModel) -> str:
+    """The engine compression chose for the version (``lightgbm`` when it chose none)."""
+    return str(model.metadata.get("engine", {}).get("name", LIGHTGBM))
+
+
 def score_batch(
-    predict: Predict, schema: FeatureSchema, frame: pd.DataFrame, cache: pd.DataFrame | None
+    predict: Predict | None, schema: FeatureSchema, frame: pd.DataFrame, cache: pd.DataFrame | None
 ) -> ScoringResult:
-    """Score ``frame``, computing only rows whose hash is not in ``cache`` (columns row_hash, score)."""
+    """Score ``frame``, computing only rows whose hash is not in ``cache`` (columns row_hash, score).
+
+    ``predict`` may be None only when ``cache`` is known to hold every row (``is_cached``): nothing is computed.
+    """
     frame = frame.reset_index(drop=True)
     hashes = row_hashes(frame, schema)
     known = cache.set_index(ROW_HASH)[SCORE] if cache is not None and len(cache) else pd.Series(dtype="float64")
     cached = hashes.map(known[~known.index.duplicated()])
     missing = cached.isna()
     to_score = (missing & ~hashes.duplicated()).to_numpy()
-    fresh_scores = predict(schema.encode(frame[to_score])) if to_score.any() else np.empty(0)
+    if to_score.any() and predict is None:
+        raise ValueError(f"{int(to_score.sum())} rows are not in the cache and no predictor was given")
+    fresh_scores = predict(schema.encode(frame[to_score])) if predict is not None and to_score.any() else np.empty(0)
     fresh = pd.Series(fresh_scores, index=hashes[to_score].to_numpy(), dtype="float64")
     scores = cached.where(~missing, hashes.map(fresh))
     new_rows = pd.DataFrame({ROW_HASH: fresh.index.to_numpy(dtype="uint64"), SCORE: fresh.to_numpy()})
@@ -112,3 +125,77 @@ def score_batch(
         cache_hits=int((~missing).sum()),
         rows_computed=len(fresh),
     )
+
+
+def is_cached(frame: pd.DataFrame, schema: FeatureSchema, cache: pd.DataFrame | None) -> bool:
+    """Whether ``cache`` already holds a score for every row of ``frame``: then no engine need be built."""
+    return cache is not None and bool(row_hashes(frame, schema).isin(cache[ROW_HASH]).all())
+
+
+@dataclass(frozen=True)
+class ScoringCost:
+    """What one scoring of a batch by a version cost: rows scored and computed, and the measured block.
+
+    JSON-able, so the drift step can hand its scoring's cost to ``predictions``, which reads the scores it cached.
+    """
+
+    rows: int
+    rows_computed: int
+    duration_s: float
+    #: None when the block could not be measured: unmeasured, never 0.
+    energy_kwh: float | None
+
+    @property
+    def energy_per_1k_kwh(self) -> float | None:
+        return self.energy_kwh / self.rows * 1000 if self.energy_kwh is not None and self.rows else None
+
+
+@dataclass(frozen=True)
+class CachedScoring:
+    """One scoring of a batch through its version's cache, the engine that computed the missing rows (None when
+    every row came from the cache, so none was built), and its cost."""
+
+    result: ScoringResult
+    engine: ServingEngine | None
+    cost: ScoringCost
+
+
+def score_through_cache(
+    model: DeployedModel, frame: pd.DataFrame, cache: pd.DataFrame | None, energy: EnergySettings, num_threads: int
+) -> CachedScoring:
+    """Score ``frame`` with the engine ``model`` serves with, computing only the rows ``cache`` lacks.
+
+    The engine is built (outside the measured block; its build is reported by ``ServingEngine``) only when some
+    row must be computed, so a step reading scores an earlier step cached pays neither build nor predictions.
+    """
+    engine = None if is_cached(frame, model.schema, cache) else serving_predictor(model, energy, num_threads)
+    with measure_energy(energy) as block:
+        result = score_batch(engine.predict if engine else None, model.schema, frame, cache)
+    report = block.report
+    assert report is not None, "measure_energy reports when its block ends"
+    cost = ScoringCost(result.rows, result.rows_computed, report.duration_s, report.energy_kwh)
+    return CachedScoring(result, engine, cost)
+
+
+@dataclass(frozen=True)
+class ChampionScores:
+    """The champion's scores of any rows, read from its prediction cache where the drift step left them.
+
+    The rows a retrain trains, validates and tests on are the judged batches' rows, which the drift step scored
+    with this version, so they are looked up by row hash; the rest (a sample of the champion's reference data) is
+    computed with its booster. Nothing computed here is cached: the cache holds what the version served.
+    """
+
+    model: DeployedModel
+    cache: pd.DataFrame | None
+
+    def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        """Scores (probabilities) of ``frame``'s rows, in order."""
+        booster, schema = self.model.booster, self.model.schema
+        result = score_batch(lambda features: np.asarray(booster.predict(features)), schema, frame, self.cache)
+        return np.asarray(result.predictions[SCORE].to_numpy(), dtype="float64")
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw (log-odds) scores of ``frame``'s rows, as LightGBM's ``init_score`` takes them."""
+        probabilities = np.clip(self.probabilities(frame), PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+        return np.asarray(logit(probabilities), dtype="float64")

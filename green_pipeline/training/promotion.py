@@ -19,6 +19,7 @@ import pandas as pd
 
 from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.records import ChampionComparison
+from green_pipeline.serving.scoring import ChampionScores
 from green_pipeline.store.model_store import DeployedModel
 from green_pipeline.training.confidence import Interval, auc_interval, paired_auc
 from green_pipeline.training.policy import AUC_EPSILON
@@ -41,8 +42,10 @@ def compare_with_champion(
     schema: FeatureSchema,
     champion: DeployedModel | None,
     confidence: float,
+    champion_cache: pd.DataFrame | None = None,
 ) -> ChampionComparison:
-    """Both models scored on the same labelled ``test`` rows, with intervals at ``confidence``.
+    """Both models scored on the same labelled ``test`` rows, with intervals at ``confidence``; the champion's
+    scores come from its prediction cache (``champion_cache``) where the drift step left them.
 
     The pairing is what makes a decision possible on few rows: both models stumble on the same hard rows, so the
     difference is known far better than either AUC.
@@ -51,7 +54,7 @@ def compare_with_champion(
     scores = challenger.predict(schema.encode(test))
     if champion is None:
         return ChampionComparison(auc_interval(labels, scores, confidence), None, None, None, len(test))
-    champion_scores = champion.booster.predict(champion.schema.encode(test))
+    champion_scores = ChampionScores(champion, champion_cache).probabilities(test)
     paired = paired_auc(labels, scores, champion_scores, confidence)
     return ChampionComparison(paired.challenger, paired.champion, paired.difference, champion.version, paired.rows)
 

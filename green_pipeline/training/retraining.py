@@ -15,8 +15,9 @@ from green_pipeline.drift.assessment import MonitoringThresholds
 from green_pipeline.energy.measurement import EnergyReport, EnergySettings, EnergyStatus, complete_sum, measure_energy
 from green_pipeline.errors import TrainingError
 from green_pipeline.records import CandidateModel, DriftAssessment
+from green_pipeline.serving.scoring import ChampionScores
 from green_pipeline.store.model_store import DeployedModel
-from green_pipeline.training.evaluation import auc
+from green_pipeline.training.evaluation import scores_auc
 from green_pipeline.training.growth import BoundedPlan, TreeBudget, bound_ladder
 from green_pipeline.training.policy import (
     QualityBar,
@@ -33,6 +34,7 @@ from green_pipeline.training.policy import (
 )
 from green_pipeline.training.trainer import (
     BatchSplit,
+    InitScores,
     TrainingSettings,
     TrainResult,
     reference_sample,
@@ -141,12 +143,14 @@ def retrain_batch(
     energy: EnergySettings,
     pooled: Mapping[str, pd.DataFrame] | None = None,
     budget: TreeBudget | None = None,
+    champion_cache: pd.DataFrame | None = None,
 ) -> Retrained:
     """A challenger trained on the rows ``assessment`` judged (``pooled`` batches and this one), with the plan its
     drift and quality drop call for.
 
     The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
-    ``budget`` bounds the champion's warm-start chain (``training.growth.tree_budget``).
+    ``budget`` bounds the champion's warm-start chain (``training.growth.tree_budget``). ``champion_cache`` is the
+    champion version's prediction cache, holding the scores the drift step computed for these rows.
     """
     batch = assessment.batch
     schema = champion.schema if champion else infer_schema(frame, spec, batch)
@@ -154,7 +158,7 @@ def retrain_batch(
     rules = thresholds.rules or StrategyRules()
     rows = len(split.train) + len(split.valid) + len(split.test)
     plan = plan_for(assessment, rows, thresholds.quality_drop_auc, thresholds.always_retrain, rules)
-    outcome = retrain(split, schema, champion, plan, rules, settings, energy, budget)
+    outcome = retrain(split, schema, champion, plan, rules, settings, energy, budget, champion_cache)
     result = outcome.result
     candidate = CandidateModel(
         batch=batch,
@@ -222,12 +226,18 @@ def retrain(
     settings: TrainingSettings,
     energy: EnergySettings,
     budget: TreeBudget | None = None,
+    champion_cache: pd.DataFrame | None = None,
 ) -> RetrainingOutcome:
     """Run the plan's strategies in order, each measured, stopping at the first that meets the quality bar.
 
-    A champion whose warm-start chain is at or past ``budget`` is retrained compactly rather than warm-started.
+    The champion is judged, and warm-started from, on the scores its prediction cache (``champion_cache``) holds,
+    computed only where it holds none. A champion whose warm-start chain is at or past ``budget`` is retrained
+    compactly rather than warm-started.
     """
-    champion_auc = auc(champion.booster, split.valid, champion.schema) if champion else None
+    champion_scores = ChampionScores(champion, champion_cache) if champion else None
+    champion_auc = (
+        scores_auc(split.valid, champion_scores.probabilities(split.valid), schema) if champion_scores else None
+    )
     bar = quality_bar(champion_auc, rules)
     extra = None
     if champion is not None:
@@ -236,7 +246,7 @@ def retrain(
     bounded = bound_ladder(plan.ladder, champion.booster.num_trees() if champion else 0, budget)
     attempts: list[Attempt] = []
     for strategy in bounded.ladder:
-        attempt = run_attempt(split, schema, strategy, settings, energy, champion, extra, bar)
+        attempt = run_attempt(split, schema, strategy, settings, energy, champion_scores, extra, bar)
         attempts.append(attempt)
         if attempt.met_bar:
             break
@@ -259,14 +269,25 @@ def run_attempt(
     strategy: Strategy,
     settings: TrainingSettings,
     energy: EnergySettings,
-    champion: DeployedModel | None,
+    champion_scores: ChampionScores | None,
     extra_rows: pd.DataFrame | None,
     bar: QualityBar | None,
 ) -> Attempt:
-    """One strategy, with its energy (``measure_energy``) and CPU seconds metered around the training alone."""
-    booster = champion.booster if champion else None
+    """One strategy, with its energy (``measure_energy``) and CPU seconds metered around the training alone (and,
+    for a warm start, the champion's scores it boosts from: looked up where cached, computed where not)."""
+    booster = champion_scores.model.booster if champion_scores else None
     cpu_started = time.process_time()
     with measure_energy(energy) as measurement:
-        result = train_model(split, schema, strategy, settings, booster, extra_rows)
+        init_scores = None
+        if strategy is Strategy.WARM_START and champion_scores is not None:
+            init_scores = warm_start_scores(champion_scores, split, extra_rows)
+        result = train_model(split, schema, strategy, settings, booster, extra_rows, init_scores)
     assert measurement.report is not None
     return Attempt(result, meets_bar(result.valid_auc, bar), measurement.report, time.process_time() - cpu_started)
+
+
+def warm_start_scores(champion: ChampionScores, split: BatchSplit, extra_rows: pd.DataFrame | None) -> InitScores:
+    """The champion's raw scores of a warm start's training rows (``split.train`` then ``extra_rows``, as the
+    trainer stacks them) and validation rows."""
+    train = split.train if extra_rows is None or extra_rows.empty else pd.concat([split.train, extra_rows])
+    return InitScores(train=champion.raw(train), valid=champion.raw(split.valid))

@@ -11,6 +11,7 @@ import zlib
 from dataclasses import dataclass
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -18,10 +19,13 @@ from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.errors import InvalidConfigError, TrainingError
 from green_pipeline.training.evaluation import auc
 from green_pipeline.training.policy import Strategy
+from green_pipeline.training.stacking import stack_models
 
 #: LightGBM threads of each step that trains or predicts: the published figures were measured with 2, deploy/k8s
 #: gives the training and compression steps 2 CPUs, and up to 4 runs may share one machine.
 NUM_THREADS = 2
+#: Rows on which a stacked warm start is checked against the sum of its two models (``stacking.stack_models``).
+STACK_CHECK_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,15 @@ class BatchSplit:
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class InitScores:
+    """The champion's raw scores of the rows a warm start trains on (its train rows, then the extra ones) and
+    validates on, looked up where the drift step computed them (``serving.scoring.ChampionScores``)."""
+
+    train: np.ndarray
+    valid: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -130,10 +143,13 @@ def warm_start(
     schema: FeatureSchema,
     settings: TrainingSettings,
     extra_rows: pd.DataFrame | None = None,
+    init_scores: InitScores | None = None,
 ) -> TrainResult:
     """Continue boosting the champion on the new rows (plus ``extra_rows``, a sample of its reference data).
 
-    Only the residual error is learned, so it needs few trees and a short early-stopping patience.
+    Only the residual error is learned, so it needs few trees and a short early-stopping patience. With
+    ``init_scores`` the champion's scores are not computed again: the new trees boost from them and are stacked on
+    the champion's (``training.stacking``), the model LightGBM's ``init_model`` would have grown.
     """
     return _boost(
         split,
@@ -144,6 +160,7 @@ def warm_start(
         extra_rows=extra_rows,
         rounds=settings.max_new_trees_warm_start,
         patience=settings.early_stopping_rounds_warm_start,
+        init_scores=init_scores,
     )
 
 
@@ -187,8 +204,10 @@ def train_model(
     settings: TrainingSettings,
     champion: lgb.Booster | None = None,
     extra_rows: pd.DataFrame | None = None,
+    init_scores: InitScores | None = None,
 ) -> TrainResult:
-    """Run ``strategy``; every one but a full retrain starts from ``champion`` (for transfer: the source model)."""
+    """Run ``strategy``; every one but a full retrain starts from ``champion`` (for transfer: the source model).
+    A warm start boosts from ``init_scores`` when given (``warm_start``)."""
     if strategy is Strategy.FULL:
         return full_retrain(split, schema, settings, extra_rows)
     if champion is None:
@@ -197,7 +216,7 @@ def train_model(
         return refit(champion, split, schema, settings)
     if strategy is Strategy.TRANSFER:
         return transfer(champion, split, schema, settings)
-    return warm_start(champion, split, schema, settings, extra_rows)
+    return warm_start(champion, split, schema, settings, extra_rows, init_scores)
 
 
 def _boost(
@@ -209,25 +228,37 @@ def _boost(
     extra_rows: pd.DataFrame | None,
     rounds: int,
     patience: int,
+    init_scores: InitScores | None = None,
 ) -> TrainResult:
     train = (
         split.train
         if extra_rows is None or extra_rows.empty
         else pd.concat([split.train, extra_rows], ignore_index=True)
     )
-    train_set = lgb.Dataset(schema.encode(train), schema.labels(train), free_raw_data=False)
-    valid_set = lgb.Dataset(schema.encode(split.valid), schema.labels(split.valid), reference=train_set)
+    stacked_on = init_model if init_scores is not None else None
+    features = schema.encode(train)
+    train_set = lgb.Dataset(
+        features, schema.labels(train), init_score=init_scores.train if init_scores else None, free_raw_data=False
+    )
+    valid_set = lgb.Dataset(
+        schema.encode(split.valid),
+        schema.labels(split.valid),
+        init_score=init_scores.valid if init_scores else None,
+        reference=train_set,
+    )
     booster = lgb.train(
         settings.params(),
         train_set,
         num_boost_round=rounds,
         valid_sets=[valid_set],
         valid_names=["valid"],
-        init_model=init_model,
+        init_model=None if stacked_on is not None else init_model,
         callbacks=[lgb.early_stopping(patience, verbose=False)],
     )
     best = booster.best_iteration or booster.current_iteration()
     trimmed = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    if stacked_on is not None:
+        trimmed = stack_models(stacked_on, trimmed, features.head(STACK_CHECK_ROWS))
     start_trees = init_model.num_trees() if init_model is not None else 0
     return TrainResult(
         booster=trimmed,

@@ -2,8 +2,10 @@
 
 import json
 
+import pandas as pd
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance
+from sklearn.metrics import roc_auc_score
 
 from green_pipeline.app.definitions import defs
 from green_pipeline.app.runner import BatchOutcome, process_batches
@@ -150,18 +152,34 @@ def test_predictions_come_from_the_serving_model_and_repeat_rows_hit_the_cache(
     assert _latest_or_none(instance, "predictions", workspace.batches[0]) is None
     metadata = _latest(instance, "predictions", workspace.batches[1]).metadata
     assert metadata["model_version"].value == "v0001" and metadata["rows_scored"].value == 3000
-    assert metadata["cache_hit_rate"].value == 0 and metadata["energy_per_1k_predictions_kwh"].value > 0
+    # The drift step scored the batch once, for its quality check, and predictions read those scores.
+    assert metadata["rows_computed_by_drift_step"].value == 3000 and metadata["rows_computed"].value == 0
+    assert metadata["cache_hit_rate"].value == 1.0 and metadata["energy_per_1k_predictions_kwh"].value > 0
 
     job = defs.resolve_job_def("monitoring_job")
     rerun = job.execute_in_process(run_config=workspace.config(), instance=instance, partition_key=workspace.batches[1])
     assert rerun.success
     again = _latest(instance, "predictions", workspace.batches[1])
     assert again.metadata["model_version"].value == "v0002"
-    assert again.metadata["cache_hit_rate"].value == 0
+    assert again.metadata["rows_computed_by_drift_step"].value == 3000
 
     repeat = job.execute_in_process(
         run_config=workspace.config(), instance=instance, partition_key=workspace.batches[1]
     )
     assert repeat.success
     cached = _latest(instance, "predictions", workspace.batches[1])
+    assert cached.metadata["rows_computed_by_drift_step"].value == 0
     assert cached.metadata["cache_hit_rate"].value == 1.0 and cached.metadata["rows_computed"].value == 0
+
+
+def test_the_quality_check_judges_the_champion_on_the_very_scores_predictions_serve(
+    processed_workspace, processed_instance
+) -> None:
+    workspace, instance = processed_workspace, processed_instance
+    batch = workspace.batches[2]
+    drift = _latest(instance, "drift_report", batch).metadata
+    served = pd.read_parquet(_latest(instance, "predictions", batch).metadata["artifact_url"].value)
+    rows = pd.read_parquet(_latest(instance, "validated_batch", batch).metadata["artifact_url"].value)
+    label = ModelStore(workspace.store_url).load(drift["champion_version"].value).schema.label
+    assert drift["champion_rows_scored"].value == len(rows) == len(served) and "pooled_batches" not in drift
+    assert drift["champion_auc"].value == pytest.approx(roc_auc_score(rows[label], served["score"]), abs=1e-12)

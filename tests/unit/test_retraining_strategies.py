@@ -12,9 +12,13 @@ import pytest
 
 from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
 from green_pipeline.demo.stream import DOMAIN_LABEL, DomainPairSpec, generate_domain_batch
+from green_pipeline.energy.measurement import EnergySettings
 from green_pipeline.errors import InvalidConfigError, TrainingError
+from green_pipeline.serving.scoring import ChampionScores, score_batch, score_through_cache
+from green_pipeline.store.model_store import ModelStore
 from green_pipeline.training.evaluation import auc
 from green_pipeline.training.policy import Strategy
+from green_pipeline.training.retraining import warm_start_scores
 from green_pipeline.training.trainer import (
     TrainingSettings,
     TrainResult,
@@ -105,6 +109,41 @@ def test_warm_start_adds_trees_and_learns_from_the_reference_sample_too(
     assert result.train_rows == len(shifted_model.split.train) + 300
     champion_auc = auc(day0_model.result.booster, shifted_model.split.test, schema)
     assert auc(result.booster, shifted_model.split.test, schema) > champion_auc
+
+
+def test_a_warm_start_on_cached_champion_scores_is_the_model_lightgbms_init_model_grows(
+    tmp_path, day0_model: TrainedModel, shifted_model: TrainedModel, schema: FeatureSchema, make_clean_batch: CleanBatch
+) -> None:
+    """The drift step's cached scores stand in for LightGBM re-scoring every row: same trees, same predictions."""
+    store = ModelStore(str(tmp_path))
+    store.promote(store.publish(day0_model.result.booster.model_to_string(), schema, make_clean_batch(0), {}))
+    champion, split = store.load(), shifted_model.split
+    extra = reference_sample(make_clean_batch(0), 300, "reference:v0001")
+    drift_step = score_through_cache(champion, pd.concat([split.train, split.valid]), None, EnergySettings(), 1)
+    cached = ChampionScores(champion, drift_step.result.cache)
+
+    stacked = warm_start(champion.booster, split, schema, SETTINGS, extra, warm_start_scores(cached, split, extra))
+    grown = warm_start(champion.booster, split, schema, SETTINGS, extra)
+
+    assert stacked.trees == grown.trees and stacked.new_trees == grown.new_trees > 0
+    assert stacked.valid_auc == pytest.approx(grown.valid_auc, abs=1e-12)
+    features = schema.encode(split.test)
+    np.testing.assert_allclose(stacked.booster.predict(features), grown.booster.predict(features), rtol=0, atol=1e-9)
+
+
+def test_champion_scores_are_read_from_the_cache_and_computed_only_for_rows_it_lacks(
+    tmp_path, day0_model: TrainedModel, schema: FeatureSchema, make_clean_batch: CleanBatch
+) -> None:
+    store = ModelStore(str(tmp_path))
+    store.promote(store.publish(day0_model.result.booster.model_to_string(), schema, make_clean_batch(0), {}))
+    champion, batch, other = store.load(), make_clean_batch(1).head(200), make_clean_batch(2).head(50)
+    planted = score_batch(lambda rows: np.full(len(rows), 0.25), schema, batch, None).cache
+
+    scores = ChampionScores(champion, planted).probabilities(pd.concat([batch, other]))
+
+    assert (scores[:200] == 0.25).all(), "a cached row was computed again"
+    np.testing.assert_allclose(scores[200:], champion.booster.predict(schema.encode(other)), rtol=1e-12)
+    assert ChampionScores(champion, planted).raw(batch) == pytest.approx(np.full(200, np.log(0.25 / 0.75)))
 
 
 def test_full_retrain_on_the_same_window_starts_from_nothing(

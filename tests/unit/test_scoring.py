@@ -16,7 +16,7 @@ from green_pipeline.compression.engines import (
     lightgbm_predictor,
 )
 from green_pipeline.energy.measurement import EnergySettings
-from green_pipeline.serving.scoring import score_batch, serving_predictor
+from green_pipeline.serving.scoring import score_batch, score_through_cache, serving_predictor
 from green_pipeline.store.model_store import ModelStore
 
 
@@ -97,3 +97,19 @@ def test_a_version_without_engine_scores_with_lightgbm(tmp_path, day0_model, sch
     store.promote(store.publish(day0_model.result.booster.model_to_string(), schema, make_clean_batch(0), {}))
     serving = serving_predictor(store.load(), EnergySettings(enabled=False), 2)
     assert serving.as_metadata() == {"engine": LIGHTGBM}
+
+
+def test_a_batch_the_cache_holds_is_scored_without_building_an_engine_or_computing_a_row(
+    tmp_path, day0_model, schema, make_clean_batch
+) -> None:
+    store = ModelStore(str(tmp_path))
+    store.promote(store.publish(day0_model.result.booster.model_to_string(), schema, make_clean_batch(0), {}))
+    model, batch = store.load(), make_clean_batch(1)
+    first = score_through_cache(model, batch, None, EnergySettings(), 2)
+    again = score_through_cache(model, batch, first.result.cache, EnergySettings(), 2)
+
+    assert first.engine is not None and first.cost.rows_computed == len(batch) and first.cost.energy_kwh > 0
+    assert again.engine is None and again.cost.rows_computed == 0 and again.result.hit_rate == 1.0
+    np.testing.assert_array_equal(again.result.predictions["score"], first.result.predictions["score"])
+    with pytest.raises(ValueError, match="not in the cache"):
+        score_batch(None, schema, make_clean_batch(2), first.result.cache)
