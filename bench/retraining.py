@@ -235,7 +235,8 @@ def transfer_vs_scratch(event: Event) -> dict[str, Any]:
     for sample in range(TRANSFER_SAMPLES):
         small = event.new_batch.sample(frac=TRANSFER_SHARE, random_state=sample)
         split = split_batch(small, schema.label, f"{event.name}:10%:{sample}", event.name)
-        tuned = run_attempt(split, schema, Strategy.TRANSFER, SETTINGS, ENERGY, event.champion, None, None)
+        source = ChampionScores(event.champion, None)
+        tuned = run_attempt(split, schema, Strategy.TRANSFER, SETTINGS, ENERGY, source, None, None)
         scratch = run_attempt(split, schema, Strategy.FULL, SETTINGS, ENERGY, None, None, None)
         transfer_aucs.append(auc(tuned.result.booster, event.next_batch, schema))
         scratch_aucs.append(auc(scratch.result.booster, event.next_batch, schema))
