@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -219,3 +220,14 @@ def test_a_cpu_power_setting_replaces_codecarbons_guess(cold_cache: Path) -> Non
 
     assert "set by energy.cpu_tdp_w" in measurement.report.method
     assert f"{64.0 / psutil.cpu_count():.2f} W per thread" in measurement.report.method
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_lightgbm_threads_wait_passively_unless_the_environment_says_otherwise(given, expected) -> None:
+    """Set by the package before LightGBM's OpenMP runtime loads (it reads the variable once, at load)."""
+    probe = "import os, green_pipeline; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == expected
