@@ -16,7 +16,7 @@ from green_pipeline.compression.engines import (
     lightgbm_predictor,
 )
 from green_pipeline.energy.measurement import EnergySettings
-from green_pipeline.serving.scoring import score_batch, score_through_cache, serving_predictor
+from green_pipeline.serving.scoring import row_hashes, score_batch, score_through_cache, serving_predictor
 from green_pipeline.store.model_store import ModelStore
 
 
@@ -113,3 +113,19 @@ def test_a_batch_the_cache_holds_is_scored_without_building_an_engine_or_computi
     np.testing.assert_array_equal(again.result.predictions["score"], first.result.predictions["score"])
     with pytest.raises(ValueError, match="not in the cache"):
         score_batch(None, schema, make_clean_batch(2), first.result.cache)
+
+
+def test_the_cache_keeps_the_rows_just_scored_and_the_newest_others_up_to_its_bound(
+    day0_model, schema, make_clean_batch
+) -> None:
+    predict = lightgbm_predictor(day0_model.result.booster.model_to_string(), 2)
+    older, old, new = make_clean_batch(1).head(300), make_clean_batch(2).head(300), make_clean_batch(3).head(500)
+    cache = score_batch(predict, schema, pd.concat([older, old]), None).cache
+
+    bounded = score_batch(predict, schema, new, cache, max_cache_rows=700).cache
+    big = score_batch(predict, schema, new, cache, max_cache_rows=400).cache
+
+    kept, fresh = set(bounded["row_hash"]), set(row_hashes(new, schema))
+    assert len(bounded) == 700 and fresh <= kept and bounded["row_hash"].tail(500).isin(fresh).all()
+    assert len(kept & set(row_hashes(old, schema))) == 200 and not kept & set(row_hashes(older, schema))
+    assert set(big["row_hash"]) == set(row_hashes(new, schema)), "a batch larger than the bound stays whole"
