@@ -15,13 +15,14 @@ from green_pipeline.compression.search import (
     RETRAINED_CANDIDATES,
     CompressionOutcome,
     CompressionSettings,
-    candidates_table,
     compress_model,
 )
+from green_pipeline.compression.table import candidates_table
 from green_pipeline.orchestration.history import learning_batches
 from green_pipeline.orchestration.metadata import COMPRESSED_MODEL, RETRAINED_MODEL, VALIDATED_BATCH, CompressionRecord
-from green_pipeline.orchestration.resources import ArtifactStorage, EnergyResource, RetrainPolicy
+from green_pipeline.orchestration.resources import ArtifactStorage, EnergyResource, ModelStoreResource, RetrainPolicy
 from green_pipeline.records import CandidateModel, CompressedModel
+from green_pipeline.store.model_store import dropped_features
 from green_pipeline.training.evaluation import auc
 from green_pipeline.training.retraining import split_batches
 
@@ -57,6 +58,18 @@ class CompressionConfig(Config):
     min_timing_s: float = Field(
         default=_COMPRESSION.min_timing_s, ge=0.0, description="Shortest timed prediction per candidate."
     )
+    feature_selection: bool = Field(
+        default=_COMPRESSION.feature_selection,
+        description="Also retrain on the fewest features holding feature_gain_share of the model's gain; if kept "
+        "(within the AUC budget), the deployed schema lists only them and later batches are read, validated and "
+        "drift-tested on them alone. Off by default: no later step can bring a dropped column back.",
+    )
+    feature_gain_share: float = Field(
+        default=_COMPRESSION.feature_gain_share,
+        gt=0.0,
+        le=1.0,
+        description="Share of the model's gain the kept features must hold together.",
+    )
 
     def to_settings(self, policy: RetrainPolicy) -> CompressionSettings:
         return CompressionSettings(
@@ -67,6 +80,9 @@ class CompressionConfig(Config):
             timing_rows=self.timing_rows,
             min_timing_s=self.min_timing_s,
             num_threads=policy.num_threads,
+            feature_selection=self.feature_selection,
+            feature_gain_share=self.feature_gain_share,
+            training=policy.training_settings(),
         )
 
 
@@ -85,6 +101,7 @@ def compressed_model(
     policy: RetrainPolicy,
     energy: EnergyResource,
     artifacts: ArtifactStorage,
+    model_store: ModelStoreResource,
 ) -> Output[CompressedModel]:
     """Pruned, retrained-smaller, distilled, quantized and compiled candidates, measured; the cheapest kept.
 
@@ -92,18 +109,23 @@ def compressed_model(
     built (the candidates table says why); the others are judged on validation rows (AUC within the budget, energy
     per 1,000 predictions). The chosen model is what deployed_model publishes, so it is the one model_evaluation
     compares with the champion on the test rows. The rows are those the model learned from: this batch's and the
-    pooled ones' (``learning_batches``).
+    pooled ones' (``learning_batches``). A feature selection (``feature_selection``) runs once per lineage: not when
+    the parent version dropped features already.
     """
     schema = retrained_model.schema
     frames = learning_batches(context.instance, artifacts, retrained_model, validated_batch)
     split = split_batches(frames, schema.label, retrained_model.batch)
     teacher = retrained_model.booster()
-    outcome = compress_model(
-        teacher, split.train, split.valid, schema, config.to_settings(policy), energy.to_settings()
-    )
+    parent = retrained_model.parent_version
+    dropped = dropped_features(model_store.store().metadata(parent)) if parent else ()
+    settings = config.to_settings(policy)
+    outcome = compress_model(teacher, split.train, split.valid, schema, settings, energy.to_settings(), dropped)
     chosen_booster = lgb.Booster(model_str=outcome.chosen.model_text)
-    compressed = _record(retrained_model, outcome, auc(chosen_booster, split.test, schema))
-    context.log.info(f"compression chose {outcome.chosen.name}; {outcome.compile_status}")
+    compressed = _record(retrained_model, outcome, auc(chosen_booster, split.test, outcome.schema))
+    context.log.info(
+        f"compression chose {outcome.chosen.name}; {outcome.compile_status}; "
+        f"feature selection: {outcome.selection.status}"
+    )
     return Output(compressed, metadata=_metadata(outcome, compressed, auc(teacher, split.test, schema)))
 
 
@@ -115,6 +137,7 @@ def _record(retrained: CandidateModel, outcome: CompressionOutcome, test_auc: fl
         model=dataclasses.replace(
             retrained,
             model_text=chosen.model_text,
+            schema=outcome.schema,
             trees=chosen.trees,
             new_trees=chosen.trees if retrained_here else max(0, retrained.new_trees - (baseline.trees - chosen.trees)),
         ),
@@ -130,6 +153,7 @@ def _record(retrained: CandidateModel, outcome: CompressionOutcome, test_auc: fl
         energy_per_1k_predictions_kwh_before=(
             outcome.cost_per_1k(baseline) if outcome.cost_basis == ENERGY_BASIS else None
         ),
+        dropped_features=outcome.selection.dropped,
     )
 
 
@@ -139,6 +163,9 @@ def _metadata(outcome: CompressionOutcome, compressed: CompressedModel, test_auc
     metadata: dict[str, Any] = {
         **CompressionRecord.of(compressed).as_metadata(),
         "compile_status": outcome.compile_status,
+        "feature_selection_status": outcome.selection.status,
+        "features": len(outcome.schema.features),
+        "dropped_features": MetadataValue.json(list(compressed.dropped_features)),
         "candidates": MetadataValue.md(candidates_table(outcome)),
         "cost_basis": outcome.cost_basis,
         "auc_budget": outcome.settings.auc_budget,

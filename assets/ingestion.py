@@ -11,6 +11,7 @@ from green_pipeline.data.validation import ignored_columns_warning, validate_bat
 from green_pipeline.orchestration.metadata import INGESTED_BATCH, VALIDATED_BATCH
 from green_pipeline.orchestration.resources import DatasetResource, ModelStoreResource
 from green_pipeline.store import files
+from green_pipeline.store.model_store import dropped_features, schema_from_dict
 
 
 @metered_asset(
@@ -19,8 +20,12 @@ from green_pipeline.store import files
 def ingested_batch(
     context: AssetExecutionContext, dataset: DatasetResource, model_store: ModelStoreResource
 ) -> Output[pd.DataFrame]:
-    """The batch file of this partition, reduced on read to the serving model's (or the configured) columns."""
+    """The batch file of this partition, reduced on read to the serving model's (or the configured) columns.
+
+    The columns a feature selection dropped are left unread without a warning: the serving version chose not to
+    need them (its ``dropped_features``)."""
     source = _source(dataset, context.partition_key)
+    serving = model_store.store().current_metadata()
     batch = load_batch(
         dataset.data_url,
         context.partition_key,
@@ -28,10 +33,11 @@ def ingested_batch(
         max_rows=dataset.max_rows,
         max_bytes=dataset.max_bytes,
         max_memory_bytes=dataset.memory_budget(),
-        columns=batch_columns(model_store.store().current_schema(), dataset.to_settings()),
+        columns=batch_columns(schema_from_dict(serving["schema"]) if serving else None, dataset.to_settings()),
     )
-    if batch.unread_columns:
-        context.log.warning(f"{source}: {ignored_columns_warning(batch.unread_columns)}")
+    unexpected = [column for column in batch.unread_columns if column not in dropped_features(serving)]
+    if unexpected:
+        context.log.warning(f"{source}: {ignored_columns_warning(unexpected)}")
     frame = batch.frame
     return Output(
         frame,

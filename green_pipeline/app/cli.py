@@ -165,7 +165,8 @@ def _refresh_ledger(instance: DagsterInstance, config: dict | None = None) -> No
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     settings.setdefault("dataset", {}).update({"data_url": args.data, "label": args.label})
-    settings.setdefault("model_store", {})["store_url"] = args.store
+    flags = {"store_url": args.store, "model_name": args.model_name, "transfer_from": args.transfer_from}
+    settings.setdefault("model_store", {}).update({k: v for k, v in flags.items() if v is not None})
     if args.artifacts:
         settings.setdefault("artifacts", {})["base_url"] = args.artifacts
     storage, _ = storage_resources(settings, args.config or "the command line")
@@ -393,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", required=True, help="model store URL")
     run.add_argument("--label", required=True, help="label column of the batches")
     run.add_argument("--artifacts", help="where step outputs and reports go (default .green_pipeline/artifacts)")
+    run.add_argument("--model-name", help="model name in the store (default: model_store.model_name of --config)")
+    run.add_argument(
+        "--transfer-from",
+        metavar="NAME",
+        help="another model in the store that the first model starts from, if that beats training from scratch "
+        "(model_store.transfer_from)",
+    )
     run.add_argument("--config", help="YAML/JSON file: sections dataset, model_store, artifacts, policy, energy")
     run.set_defaults(handler=cmd_run)
     ledger = commands.add_parser(

@@ -132,6 +132,7 @@ def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, 
         "created_at": metadata.get("created_at"),
         "parent_version": lineage.get("parent_version"),
         "strategy": lineage.get("strategy"),
+        "transfer_source": lineage.get("transfer_source"),
         "batch": lineage.get("batch"),
         "trees": metrics.get("trees"),
         "test_auc": metrics.get("test_auc"),
@@ -149,7 +150,8 @@ def version_summary(metadata: dict[str, Any], serving: str | None) -> dict[str, 
 
 
 def models_row(row: dict[str, Any]) -> str:
-    """A version's line; a rejected version's reason follows on the next line, indented."""
+    """A version's line; the model it was transferred from (or compared a transfer from) and a rejected version's
+    reason follow on the next lines, indented."""
     size = None if row["size_bytes"] is None else row["size_bytes"] / 1024
     energy = EnergyStatus.UNMEASURED.value if row["energy_kwh"] is None else format(row["energy_kwh"] * 1e3, ".5f")
     per_1k = row["energy_per_1k_predictions_kwh"]
@@ -160,7 +162,18 @@ def models_row(row: dict[str, Any]) -> str:
         f"{_optional(row['test_auc'], '.4f'):>8} {_optional(size, '.1f'):>8} {energy:>9} "
         f"{_kpi(row['quality_per_kwh'], '.1f'):>12} {_kpi(per_1k_mwh, '.4f'):>11} {row['decision'] or '-':>8}"
     )
-    return f"{line}\n    {row['reason']}" if row["decision"] == "rejected" and row["reason"] else line
+    notes = [transfer_note(row["strategy"], row["transfer_source"])] if row["transfer_source"] else []
+    if row["decision"] == "rejected" and row["reason"]:
+        notes.append(row["reason"])
+    return "\n    ".join([line, *notes])
+
+
+def transfer_note(strategy: str | None, source: dict[str, str]) -> str:
+    """Where a first model compared with a transfer came from: the source model, or scratch kept over it."""
+    origin = f"{source['model']} {source['version']}"
+    if strategy == "transfer":
+        return f"transferred from {origin}"
+    return f"trained from scratch, kept over a transfer from {origin} (validation AUC)"
 
 
 BATCH_KPI_HEADER = (

@@ -5,7 +5,8 @@ energy per prediction times the predictions expected before the next retrain. So
 if its estimated one-off cost is at most the most it could save: the best model so far's per-prediction cost
 minus the least the candidate's could be, times the expected predictions. Costs are estimated from rates measured
 on the uncompressed model's own timing (per row and tree, per second), so they come in the cost basis's unit
-(kWh, or seconds when energy is unmeasured) and follow this machine.
+(kWh, or seconds when energy is unmeasured) and follow this machine. A feature selection saves on monitoring rather
+than on predictions: the dropped columns are never read, validated or drift-tested again (``selection``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from green_pipeline.compression.techniques import SMALLEST_PREFIX
 #: Training one tree on one row costs about as much as 4 predictions of one row through one tree: measured here on
 #: the built-in stream (a 15-leaf student 3x, the early-stopped 31-leaf retrain with its validation 4.4x).
 TRAIN_TO_PREDICT = 4.0
+#: Reading, validating and drift-testing one value (a row of one column) costs about as much as this many predictions
+#: of one row through one tree: measured here, 24-30 over five runs of bench/features.py (10,000 rows x 40 columns).
+MONITOR_TO_PREDICT = 25.0
 #: lleaves compile seconds per tree (measured here: 1.1 s for 50 trees, 14 s for 100 on a loaded machine).
 COMPILE_S_PER_TREE = 0.1
 UNITS = {ENERGY_BASIS: "kWh", DURATION_BASIS: "s"}
@@ -95,6 +99,14 @@ class CostRates:
         if distilled:
             cost += train_rows * teacher_trees * self.per_row_tree
         return self.payback(cost, best, _walk(trees, leaves) / _walk(best.trees, best.leaves / best.trees))
+
+    def selection(self, train_rows: int, trees: int, dropped_columns: int) -> Payback:
+        """About a training of ``trees`` trees against the monitoring of the dropped columns: every row predicted
+        before the next retrain was first read, validated and drift-tested, so ``expected_predictions`` rows of each
+        dropped column are never monitored. What a prediction on fewer columns saves is not counted (it is measured)."""
+        cost = self.measuring + TRAIN_TO_PREDICT * train_rows * trees * self.per_row_tree
+        saving = MONITOR_TO_PREDICT * dropped_columns * self.expected_predictions * self.per_row_tree
+        return Payback(cost=cost, saving=saving, unit=UNITS[self.basis])
 
     def compile(self, source: Candidate) -> Payback:
         """A compile's seconds at the power of a predicting process; a compiled engine could save all of it."""

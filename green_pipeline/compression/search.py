@@ -3,7 +3,8 @@ AUC budget.
 
 Boosting front-loads what it learns, so the last trees often add little (tree-prefix pruning); a smaller
 model retrained or distilled from the teacher's margins keeps most of the AUC for fewer leaves; quantized text
-shrinks the file; a compiled engine speeds up every prediction. Finding a smaller model costs energy once, and it
+shrinks the file; a compiled engine speeds up every prediction; a model retrained on fewer features (``selection``,
+opt-in) spares every later batch the monitoring of the others. Finding a smaller model costs energy once, and it
 saves energy on each prediction until the next retrain: a candidate whose estimated search cost exceeds the most it
 could save over those predictions is not built (``payback``). Each candidate built is measured (energy per 1,000
 predictions, a compile's energy spread over the expected predictions), and the cheapest within the budget is kept.
@@ -21,6 +22,12 @@ import pandas as pd
 from green_pipeline.compression.engines import LOCAL_CACHE
 from green_pipeline.compression.measure import DURATION_BASIS, ENERGY_BASIS, Candidate, HoldoutBench
 from green_pipeline.compression.payback import CostRates, Payback
+from green_pipeline.compression.selection import (
+    FeatureSelection,
+    gain_prefix,
+    retrain_on_features,
+    teacher_settings,
+)
 from green_pipeline.compression.techniques import (
     StudentSettings,
     distil,
@@ -29,15 +36,18 @@ from green_pipeline.compression.techniques import (
     shortest_prefix,
 )
 from green_pipeline.data.schema import FeatureSchema
+from green_pipeline.drift.assessment import feature_importance
 from green_pipeline.energy.measurement import EnergySettings
 from green_pipeline.errors import InvalidConfigError
-from green_pipeline.training.trainer import NUM_THREADS
+from green_pipeline.training.trainer import NUM_THREADS, TrainingSettings
 
 #: AUCs differ by float rounding (0.79 - 0.80 != -0.01): a candidate exactly at the budget is within it.
 AUC_SLACK = 1e-12
 UNCOMPRESSED, TREE_PREFIX, SMALLER_RETRAIN, DISTILLED = "uncompressed", "tree_prefix", "smaller_retrain", "distilled"
-#: Candidates trained here from scratch: every tree of theirs is new, unlike a prefix of the teacher's trees.
-RETRAINED_CANDIDATES = (SMALLER_RETRAIN, DISTILLED)
+FEATURE_SELECTION = "feature_selection"
+#: Candidates trained here from scratch: every tree of theirs is new, unlike a prefix of the teacher's trees. The
+#: candidates built from a kept selection are named ``feature_selection+...``: theirs are new too.
+RETRAINED_CANDIDATES = (SMALLER_RETRAIN, DISTILLED, FEATURE_SELECTION)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,15 @@ class CompressionSettings:
     threshold_digits: int = 10
     #: Costs within this fraction of the cheapest are equal within the meter's noise: the smaller file wins.
     tie_tolerance: float = 0.1
+    #: Retrain on the fewest features holding ``feature_gain_share`` of the teacher's gain (``selection``). Off by
+    #: default: a kept selection narrows the deployed schema for every later batch, and no later step can bring a
+    #: dropped column back (on the built-in stream, the day-11 concept drift moves onto columns it would drop).
+    feature_selection: bool = False
+    #: The 20 noise columns of bench/features.py's 40 hold about a tenth of the gain between them, so 0.9 lands on
+    #: their tail and keeps one; 0.85 keeps 18 signal columns (the redundant ones repeat the informative ones).
+    feature_gain_share: float = 0.85
+    #: Rounds, patience and seed of the selection's confirming retrain (its other settings are the teacher's).
+    training: TrainingSettings = field(default_factory=TrainingSettings)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.auc_budget <= 1.0:
@@ -81,6 +100,10 @@ class CompressionSettings:
         ):
             if getattr(self, name) < 1:
                 raise InvalidConfigError(f"compression {name}={getattr(self, name)} must be at least 1.")
+        if not 0.0 < self.feature_gain_share <= 1.0:
+            raise InvalidConfigError(
+                f"compression feature_gain_share={self.feature_gain_share} must be above 0 and at most 1."
+            )
         if self.min_timing_s < 0 or self.tie_tolerance < 0:
             raise InvalidConfigError("compression min_timing_s and tie_tolerance must not be negative.")
 
@@ -104,9 +127,16 @@ class CompressionOutcome:
     settings: CompressionSettings
     cost_basis: str
     compile_status: str
+    #: The chosen model's features, those dropped (by this step or a parent version's), and what selection did.
+    selection: FeatureSelection
     skipped: tuple[Skipped, ...] = ()
     #: Each candidate's estimated search cost against its best lifetime saving, by name (tried or skipped).
     paybacks: Mapping[str, Payback] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> FeatureSchema:
+        """The chosen model's columns: the teacher's, narrowed when a feature selection was kept."""
+        return self.selection.schema
 
     def cost_per_1k(self, candidate: Candidate) -> float | None:
         return candidate.cost_per_1k(self.cost_basis, self.settings.expected_predictions)
@@ -154,24 +184,31 @@ def compress_model(
     schema: FeatureSchema,
     settings: CompressionSettings,
     energy: EnergySettings,
+    dropped_before: tuple[str, ...] = (),
 ) -> CompressionOutcome:
     """Candidates from ``teacher`` that can pay back their search, measured on ``holdout``; the cheapest within budget.
 
     The uncompressed model is measured first: its timing prices every estimate (``payback.CostRates``). Each
     candidate is then built only if its estimated cost is at most what it could save over the best so far across
-    ``expected_predictions``; ``train`` rows teach the smaller retrain and the distilled student. The best text
-    model is quantized (kept if within the budget and smaller) and, if that pays too, compiled.
+    ``expected_predictions``; ``train`` rows teach the smaller retrain and the distilled student. A feature selection
+    kept within the budget becomes the teacher of the others, which then compete among themselves only. The best
+    text model is quantized (kept if within the budget and smaller) and, if that pays too, compiled.
+    ``dropped_before`` are the features a parent version's selection dropped (``teacher`` is trained without them).
     """
     bench = HoldoutBench.of(holdout, schema, settings.timing_rows, settings.min_timing_s, settings.num_threads, energy)
     baseline = bench.measure(UNCOMPRESSED, "none", teacher.model_to_string())
     assert baseline.holdout_auc is not None
     rates = CostRates.of(baseline, cost_basis([baseline]), len(bench.labels), settings.expected_predictions)
     search = _Search(bench, settings, rates, [baseline])
+    selection = _select_features(search, teacher, train, holdout, schema, dropped_before)
+    if selection.model_text is not None:
+        teacher, schema = lgb.Booster(model_str=selection.model_text), selection.schema
+    named = f"{FEATURE_SELECTION}+{{}}" if selection.kept else "{}"
     search.consider(
-        TREE_PREFIX,
+        named.format(TREE_PREFIX),
         "tree_prefix_pruning",
         lambda best: rates.prefix(teacher.num_trees(), len(bench.labels), best),
-        lambda: _pruned(teacher, bench, settings.auc_budget),
+        lambda: _pruned(teacher, search, settings.auc_budget),
     )
     student = settings.student
     trees, leaves = student.rounds(teacher), student.leaves(teacher)
@@ -180,13 +217,13 @@ def compress_model(
         (DISTILLED, "distillation", distil),
     ):
         search.consider(
-            name,
+            named.format(name),
             technique,
             functools.partial(rates.student, len(train), trees, leaves, teacher.num_trees(), name == DISTILLED),
             functools.partial(build, teacher, train, schema, student, settings.num_threads),
         )
     best = search.best()
-    quantized = bench.measure_rewrite(
+    quantized = search.bench.measure_rewrite(
         best,
         f"{best.name}+quantized",
         "quantization",
@@ -206,6 +243,7 @@ def compress_model(
         settings=settings,
         cost_basis=basis,
         compile_status=compile_status,
+        selection=selection,
         skipped=tuple(search.skipped),
         paybacks=search.paybacks,
     )
@@ -221,25 +259,80 @@ class _Search:
     tried: list[Candidate]
     skipped: list[Skipped] = field(default_factory=list)
     paybacks: dict[str, Payback] = field(default_factory=dict)
+    #: The candidates from here on compete (a kept feature selection and those built from it); the others are shown.
+    first_eligible: int = 0
+
+    @property
+    def baseline_auc(self) -> float:
+        auc = self.tried[0].holdout_auc
+        assert auc is not None
+        return auc
 
     def best(self) -> Candidate:
-        baseline_auc = self.tried[0].holdout_auc
-        assert baseline_auc is not None
-        return select_candidate(self.tried, baseline_auc, self.settings, self.rates.basis)
+        return select_candidate(self.tried[self.first_eligible :], self.baseline_auc, self.settings, self.rates.basis)
 
     def consider(
         self, name: str, technique: str, estimate: Callable[[Candidate], Payback], build: Callable[[], str]
-    ) -> None:
+    ) -> Candidate | None:
         """Build and measure the candidate if it can pay back its search against the best so far, else say why not."""
         payback = self.paybacks[name] = estimate(self.best())
         if not payback.pays:
             self.skipped.append(Skipped(name, technique, payback))
-            return
+            return None
         self.tried.append(self.bench.measure(name, technique, build()))
+        return self.tried[-1]
 
 
-def _pruned(teacher: lgb.Booster, bench: HoldoutBench, auc_budget: float) -> str:
-    kept, _, _ = shortest_prefix(teacher, bench.features, bench.labels, auc_budget)
+def _select_features(
+    search: _Search,
+    teacher: lgb.Booster,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    schema: FeatureSchema,
+    dropped_before: tuple[str, ...],
+) -> FeatureSelection:
+    """The teacher retrained on its leading features by gain, if that pays back and stays within the budget; it then
+    serves on its own bench (its columns only) and only it and the candidates built from it compete.
+
+    Once per lineage: a teacher whose parent dropped features already keeps them, or each retrain would shave another
+    tail off the features, each step within the budget and the sum of them past it."""
+    settings, unchanged = search.settings, functools.partial(FeatureSelection, schema, dropped_before)
+    if not settings.feature_selection:
+        return unchanged("off")
+    if dropped_before:
+        return unchanged(f"skipped: a parent version's selection dropped {len(dropped_before)} features already")
+    kept = gain_prefix(feature_importance(teacher), settings.feature_gain_share)
+    narrowed = schema.restricted_to(kept)
+    dropped = tuple(c for c in schema.features if c not in kept)
+    if not dropped:
+        return unchanged(f"skipped: all {len(kept)} features are needed for {settings.feature_gain_share:.0%} of gain")
+    training = teacher_settings(teacher, settings.training, settings.num_threads)
+    trees = teacher.num_trees() + training.early_stopping_rounds
+    wide = search.bench
+    search.bench = HoldoutBench.of(
+        holdout, narrowed, settings.timing_rows, settings.min_timing_s, settings.num_threads, wide.energy
+    )
+    selected = search.consider(
+        FEATURE_SELECTION,
+        "feature_selection",
+        lambda _: search.rates.selection(len(train), trees, len(dropped)),
+        lambda: retrain_on_features(train, holdout, narrowed, training),
+    )
+    status = f"{len(kept)} of {len(schema.features)} features ({settings.feature_gain_share:.0%} of gain)"
+    if selected is not None and _within_budget(selected, search.baseline_auc, settings.auc_budget):
+        search.first_eligible = len(search.tried) - 1
+        return FeatureSelection(narrowed, dropped, f"kept {status}", selected.model_text)
+    search.bench = wide
+    return unchanged(search.paybacks[FEATURE_SELECTION].reason() if selected is None else f"over budget: {status}")
+
+
+def _pruned(teacher: lgb.Booster, search: _Search, auc_budget: float) -> str:
+    """The shortest prefix within the budget of the uncompressed model: a kept feature selection may lose what it
+    gained over it (a retrain on fewer, less noisy columns often gains) or only what it left of the budget."""
+    teacher_auc = search.tried[search.first_eligible].holdout_auc
+    assert teacher_auc is not None
+    tolerance = max(0.0, auc_budget + teacher_auc - search.baseline_auc)
+    kept, _, _ = shortest_prefix(teacher, search.bench.features, search.bench.labels, tolerance)
     return teacher.model_to_string(num_iteration=kept)
 
 
@@ -293,58 +386,6 @@ def select_candidate(
     cheapest = min(costs.values())
     near = [c for c in candidates if id(c) in costs and costs[id(c)] <= cheapest * (1.0 + settings.tie_tolerance)]
     return min(near, key=lambda c: (c.size_bytes, costs[id(c)]))
-
-
-def candidates_table(outcome: CompressionOutcome) -> str:
-    """Markdown table of every candidate, tried or skipped, with its figures and its estimated search cost against
-    its best lifetime saving, for the asset's metadata and the benchmark."""
-    unit = "kWh" if outcome.cost_basis == ENERGY_BASIS else "s"
-    rows = [
-        f"| candidate | technique | engine | trees | leaves | size (bytes) | size ratio | holdout AUC | AUC delta "
-        f"| rows/s | speedup | {unit} / 1k predictions | build s | est. search cost | best lifetime saving | status |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    rows += [_table_row(outcome, candidate) for candidate in outcome.candidates]
-    rows += [
-        "| " + " | ".join([s.name, s.technique, *["-"] * 11, *_payback_cells(s.payback), s.payback.reason()]) + " |"
-        for s in outcome.skipped
-    ]
-    return "\n".join(rows)
-
-
-def _table_row(outcome: CompressionOutcome, c: Candidate) -> str:
-    base = outcome.baseline
-    assert base.inference is not None and base.holdout_auc is not None
-    figures = ["-"] * 6
-    if c.inference is not None and c.holdout_auc is not None:
-        cost = outcome.cost_per_1k(c)
-        figures = [
-            f"{c.holdout_auc:.4f}",
-            f"{c.holdout_auc - base.holdout_auc:+.4f}",
-            f"{c.inference.rows_per_s:,.0f}",
-            f"{c.inference.rows_per_s / base.inference.rows_per_s:.2f}x",
-            "-" if cost is None else f"{cost:.3g}",
-            f"{c.build_s:.2f}",
-        ]
-    cells = [c.name, c.technique, c.engine, str(c.trees), str(c.leaves), f"{c.size_bytes:,}"]
-    cells += [f"{c.size_bytes / base.size_bytes:.3f}", *figures]
-    cells += [*_payback_cells(outcome.paybacks.get(c.name)), _status(outcome, c)]
-    return "| " + " | ".join(cells) + " |"
-
-
-def _payback_cells(payback: Payback | None) -> list[str]:
-    if payback is None:
-        return ["-", "-"]
-    return [f"{payback.cost:.3g} {payback.unit}", f"{payback.saving:.3g} {payback.unit}"]
-
-
-def _status(outcome: CompressionOutcome, c: Candidate) -> str:
-    if not c.available:
-        return f"unavailable: {c.unavailable_reason}".replace("|", "/")
-    status = "**chosen**" if c is outcome.chosen else ("within budget" if outcome.within_budget(c) else "over budget")
-    if c.build_source is not None:
-        status += f"; {c.build_source}"
-    return status
 
 
 def _within_budget(candidate: Candidate, baseline_auc: float, auc_budget: float) -> bool:

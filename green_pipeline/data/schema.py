@@ -55,6 +55,15 @@ class FeatureSchema:
     def features(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
 
+    def restricted_to(self, features: Sequence[str]) -> FeatureSchema:
+        """This schema on ``features`` only, in its own column order and with its frozen categories."""
+        kept = set(features)
+        return FeatureSchema(
+            label=self.label,
+            numeric=tuple(c for c in self.numeric if c in kept),
+            categories={c: values for c, values in self.categories.items() if c in kept},
+        )
+
     def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Feature matrix with numeric columns as float and categoricals on the frozen categories."""
         encoded = pd.DataFrame(index=frame.index)

@@ -36,11 +36,13 @@ from green_pipeline.store import files
 from green_pipeline.store.model_store import DeployedModel, ModelStore
 from green_pipeline.training.policy import StrategyRules
 from green_pipeline.training.trainer import TrainingSettings
+from green_pipeline.training.transfer import TransferSource, load_source
+from green_pipeline.training.tuning import TuningSettings
 
 DEFAULT_ROOT = ".green_pipeline"
 _ENERGY, _TRAINING, _RULES = EnergySettings(), TrainingSettings(), StrategyRules()
 _DRIFT, _THRESHOLDS, _COMPRESSION = DriftSettings(), MonitoringThresholds(), CompressionSettings()
-_DEFERRAL, _BUDGETS = DeferralSettings(), BudgetSettings()
+_DEFERRAL, _BUDGETS, _TUNING = DeferralSettings(), BudgetSettings(), TuningSettings()
 
 
 class ObjectStorage(ConfigurableResource):
@@ -108,6 +110,13 @@ class ModelStoreResource(ConfigurableResource):
 
     store_url: str = f"{DEFAULT_ROOT}/store"
     model_name: str = "churn"
+    transfer_from: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Another model name in this store: while no version of model_name serves, its first training "
+        "fine-tunes that model's serving version on the new segment's rows and trains one from scratch on the same "
+        "rows, keeping the better validation AUC; the version's lineage names the source.",
+    )
     storage: ResourceDependency[ObjectStorage]
 
     _verified: dict[str, DeployedModel] = PrivateAttr(default_factory=dict)
@@ -124,6 +133,13 @@ class ModelStoreResource(ConfigurableResource):
         if version not in self._verified:
             self._verified[version] = self.store().load(version)
         return self._verified[version]
+
+    def transfer_source(self) -> TransferSource | None:
+        """The serving version of the model ``transfer_from`` names, verified; None when it is unset."""
+        if self.transfer_from is None:
+            return None
+        source = ModelStore(self.store_url, self.transfer_from, self.storage.options_for(self.store_url))
+        return load_source(source, self.model_name)
 
 
 class EnergyResource(ConfigurableResource):
@@ -157,8 +173,9 @@ class EnergyResource(ConfigurableResource):
 class RetrainPolicy(ConfigurableResource):
     """When to retrain, which strategy to try first, when to escalate, and what may be deployed.
 
-    Builds four core dataclasses, one method each: ``thresholds()``, ``strategy_rules()``, ``training_settings()``
-    and ``drift_settings()``; ``compression_auc_tolerance`` and ``num_threads`` also reach ``CompressionSettings``.
+    Builds five core dataclasses, one method each: ``thresholds()``, ``strategy_rules()``, ``training_settings()``,
+    ``tuning_settings()`` and ``drift_settings()``; ``compression_auc_tolerance`` and ``num_threads`` also reach
+    ``CompressionSettings``.
     """
 
     drift_share_threshold: float = Field(
@@ -255,6 +272,9 @@ class RetrainPolicy(ConfigurableResource):
     )
     learning_rate: float = Field(default=_TRAINING.learning_rate, gt=0.0, le=1.0)
     num_leaves: int = Field(default=_TRAINING.num_leaves, ge=2, le=1024)
+    feature_fraction: float = Field(
+        default=_TRAINING.feature_fraction, gt=0.0, le=1.0, description="Share of the features each tree may use."
+    )
     max_trees_full: int = Field(default=_TRAINING.max_trees_full, ge=1)
     max_new_trees_warm_start: int = Field(default=_TRAINING.max_new_trees_warm_start, ge=1)
     early_stopping_rounds: int = Field(
@@ -267,6 +287,45 @@ class RetrainPolicy(ConfigurableResource):
         ge=1,
         description="Patience of a warm start, which only learns the residual error.",
     )
+    tuning_max_trials: int = Field(
+        default=_TUNING.max_trials,
+        ge=0,
+        description="Trials of a tuning study (the default parameters and the champion's best among them), each a "
+        "measured full retrain pruned on its validation curve; 0 turns tuning off. Tuned: the first model, a full "
+        "retrain reached by escalation, and a re-tune (retune_every_trainings).",
+    )
+    tuning_budget_kwh: float = Field(
+        default=_TUNING.budget_kwh,
+        gt=0.0,
+        description="A study stops when its energy plus its dearest trial so far would pass this.",
+    )
+    retune_every_trainings: int = Field(
+        default=_TUNING.retune_every_trainings,
+        ge=0,
+        description="Once the champion's parameters have served this many trainings, the next retrain is a tuned "
+        "full retrain; 0: never (escalation and the first model still tune).",
+    )
+    tuning_num_leaves_min: int = Field(default=_TUNING.num_leaves_min, ge=2)
+    tuning_num_leaves_max: int = Field(default=_TUNING.num_leaves_max, ge=2)
+    tuning_learning_rate_min: float = Field(default=_TUNING.learning_rate_min, gt=0.0, le=1.0)
+    tuning_learning_rate_max: float = Field(default=_TUNING.learning_rate_max, gt=0.0, le=1.0)
+    tuning_min_data_in_leaf_min: int = Field(default=_TUNING.min_data_in_leaf_min, ge=1)
+    tuning_min_data_in_leaf_max: int = Field(default=_TUNING.min_data_in_leaf_max, ge=1)
+    tuning_feature_fraction_min: float = Field(default=_TUNING.feature_fraction_min, gt=0.0, le=1.0)
+    tuning_feature_fraction_max: float = Field(default=_TUNING.feature_fraction_max, gt=0.0, le=1.0)
+    tuning_warm_width: float = Field(
+        default=_TUNING.warm_width,
+        gt=0.0,
+        le=1.0,
+        description="Share of each range a study warm-started from the champion's searches, centred on its best.",
+    )
+    tuning_startup_trials: int = Field(
+        default=_TUNING.startup_trials, ge=0, description="Trials sampled at random before TPE models the results."
+    )
+    tuning_pruning_warmup_rounds: int = Field(
+        default=_TUNING.pruning_warmup_rounds, ge=0, description="Boosting rounds before a trial may be pruned."
+    )
+    tuning_seed: int = Field(default=_TUNING.seed, description="Seed of the tuning sampler.")
     num_threads: int = Field(
         default=_TRAINING.num_threads,
         ge=1,
@@ -332,6 +391,26 @@ class RetrainPolicy(ConfigurableResource):
             early_stopping_rounds_warm_start=self.early_stopping_rounds_warm_start,
             refit_decay_rate=self.refit_decay_rate,
             num_threads=self.num_threads,
+            feature_fraction=self.feature_fraction,
+        )
+
+    def tuning_settings(self) -> TuningSettings:
+        return TuningSettings(
+            max_trials=self.tuning_max_trials,
+            budget_kwh=self.tuning_budget_kwh,
+            retune_every_trainings=self.retune_every_trainings,
+            num_leaves_min=self.tuning_num_leaves_min,
+            num_leaves_max=self.tuning_num_leaves_max,
+            learning_rate_min=self.tuning_learning_rate_min,
+            learning_rate_max=self.tuning_learning_rate_max,
+            min_data_in_leaf_min=self.tuning_min_data_in_leaf_min,
+            min_data_in_leaf_max=self.tuning_min_data_in_leaf_max,
+            feature_fraction_min=self.tuning_feature_fraction_min,
+            feature_fraction_max=self.tuning_feature_fraction_max,
+            warm_width=self.tuning_warm_width,
+            startup_trials=self.tuning_startup_trials,
+            pruning_warmup_rounds=self.tuning_pruning_warmup_rounds,
+            seed=self.tuning_seed,
         )
 
     def drift_settings(self) -> DriftSettings:

@@ -10,8 +10,9 @@ import pandas as pd
 
 from green_pipeline.energy.measurement import EnergyStatus, complete_sum
 from green_pipeline.records import ChampionComparison, CompressedModel, Deployment
-from green_pipeline.store.model_store import ModelStore
+from green_pipeline.store.model_store import DROPPED_FEATURES_KEY, ModelStore
 from green_pipeline.training.promotion import PromotionDecision
+from green_pipeline.training.tuning import METADATA_KEY as TUNING_KEY
 
 #: AUC of random guessing: what the first version, which has no champion, is measured against.
 RANDOM_AUC = 0.5
@@ -110,12 +111,16 @@ def release_metadata(
             "data_url": data_url,
             "parent_version": candidate.parent_version,
             "strategy": candidate.strategy.value,
+            "transfer_source": candidate.transfer_source.as_lineage() if candidate.transfer_source else None,
             "compression": compressed.technique,
             "dagster_run_id": run_id,
         },
         # The engine's name only: serving compiles it from model.txt where it runs, never from stored machine code.
         "engine": {"name": compressed.engine},
         "promotion": _promotion(comparison, decision),
+        DROPPED_FEATURES_KEY: list(compressed.dropped_features),
+        # The parameters it was trained with and the study behind them: the next retrain of it starts from them.
+        **({TUNING_KEY: candidate.tuning.as_json()} if candidate.tuning else {}),
     }
 
 
@@ -147,7 +152,10 @@ def publish_version(
     meanwhile, ``StoreConflictError`` and nothing is overwritten.
     """
     candidate = compressed.model
-    version = store.publish(candidate.model_text, candidate.schema, frame, metadata)
+    schema = candidate.schema
+    # Only the model's columns: rows learned before a feature selection narrowed the schema hold the dropped ones too.
+    reference = frame[[*schema.features, schema.label]]
+    version = store.publish(candidate.model_text, schema, reference, metadata)
     if decision.promote:
         store.promote(version, replacing=champion_version)
     return Deployment(version, decision.promote, decision.reason, store.current_version())

@@ -43,6 +43,8 @@ VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
 WHATEVER_SERVES = "*"
 #: Numbers tried by one ``publish`` before it gives up: each failure means another publisher took that one.
 MAX_CLAIM_ATTEMPTS = 100
+#: The metadata key listing the columns a feature selection left out of a version's schema, its ancestors' included.
+DROPPED_FEATURES_KEY = "dropped_features"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,11 @@ def schema_to_dict(schema: FeatureSchema) -> dict[str, Any]:
         "numeric": list(schema.numeric),
         "categorical": [[column, list(values)] for column, values in schema.categories.items()],
     }
+
+
+def dropped_features(metadata: dict[str, Any] | None) -> tuple[str, ...]:
+    """The columns a version's feature selection dropped (none for a version published before selection existed)."""
+    return tuple((metadata or {}).get(DROPPED_FEATURES_KEY, ()))
 
 
 def schema_from_dict(data: dict[str, Any]) -> FeatureSchema:
@@ -170,10 +177,15 @@ class ModelStore:
         metadata: dict[str, Any] = json.loads(self._verified_files(version, only=(METADATA_FILE,))[METADATA_FILE])
         return metadata
 
-    def current_schema(self) -> FeatureSchema | None:
-        """The serving model's schema, from its verified metadata alone (no model or reference is read)."""
+    def current_metadata(self) -> dict[str, Any] | None:
+        """The serving version's verified metadata (None when nothing serves); no model or reference is read."""
         version = self.current_version()
-        return None if version is None else schema_from_dict(self.metadata(version)["schema"])
+        return None if version is None else self.metadata(version)
+
+    def current_schema(self) -> FeatureSchema | None:
+        """The serving model's schema, from its verified metadata alone."""
+        metadata = self.current_metadata()
+        return None if metadata is None else schema_from_dict(metadata["schema"])
 
     def _manifest(self, version: str) -> dict[str, str]:
         """The sha256 of each file of a complete version, by file name."""

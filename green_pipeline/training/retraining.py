@@ -32,6 +32,7 @@ from green_pipeline.training.policy import (
     provisional_plan,
     quality_bar,
 )
+from green_pipeline.training.study import TuningStudy, tune
 from green_pipeline.training.trainer import (
     BatchSplit,
     InitScores,
@@ -41,6 +42,8 @@ from green_pipeline.training.trainer import (
     split_batch,
     train_model,
 )
+from green_pipeline.training.transfer import TransferSource, keep_transfer
+from green_pipeline.training.tuning import TuningHistory, TuningSettings, plan_tuning
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Attempt:
     met_bar: bool
     energy: EnergyReport
     cpu_s: float
+    #: The tuning study of a tuned full retrain (``training.study``): its best trial is ``result``.
+    study: TuningStudy | None = None
 
     @property
     def strategy(self) -> Strategy:
@@ -70,6 +75,13 @@ class RetrainingOutcome:
     #: The warm-start chain's tree budget as applied (``training.growth``); None without a champion or a budget.
     budget: TreeBudget | None = None
     bounded: BoundedPlan | None = None
+    #: The chosen model's tuned parameters and study, published with it (``training.tuning.TuningHistory``).
+    history: TuningHistory | None = None
+
+    @property
+    def study(self) -> TuningStudy | None:
+        """The tuning study of this retraining, if an attempt was tuned (at most one is)."""
+        return next((attempt.study for attempt in self.attempts if attempt.study is not None), None)
 
     @property
     def strategies_tried(self) -> tuple[Strategy, ...]:
@@ -100,6 +112,8 @@ class RetrainingOutcome:
                 "chain_first_trees": self.budget.root_trees,
                 "compacted": self.bounded.compacted,
             }
+        if self.study is not None:
+            values |= self.study.metadata()
         for attempt in self.attempts:
             prefix = f"attempt_{attempt.strategy.value}"
             if attempt.energy.energy_kwh is None:  # said, never left out or zeroed
@@ -144,21 +158,31 @@ def retrain_batch(
     pooled: Mapping[str, pd.DataFrame] | None = None,
     budget: TreeBudget | None = None,
     champion_cache: pd.DataFrame | None = None,
+    source: TransferSource | None = None,
+    tuning: TuningSettings | None = None,
 ) -> Retrained:
     """A challenger trained on the rows ``assessment`` judged (``pooled`` batches and this one), with the plan its
     drift and quality drop call for.
 
     The first model's schema is the one validation inferred: the validated batch holds exactly its columns.
     ``budget`` bounds the champion's warm-start chain (``training.growth.tree_budget``). ``champion_cache`` is the
-    champion version's prediction cache, holding the scores the drift step computed for these rows.
+    champion version's prediction cache, holding the scores the drift step computed for these rows. Without a
+    champion, a ``source`` (another model's serving version) makes it ``transfer_or_scratch``. ``tuning`` (None: never
+    tune) budgets the tuned full retrains ``training.tuning.plan_tuning`` calls for.
     """
     batch = assessment.batch
+    frames = {**(pooled or {}), batch: frame}
     schema = champion.schema if champion else infer_schema(frame, spec, batch)
-    split = split_batches({**(pooled or {}), batch: frame}, schema.label, batch)
+    split = split_batches(frames, schema.label, batch)
     rules = thresholds.rules or StrategyRules()
     rows = len(split.train) + len(split.valid) + len(split.test)
     plan = plan_for(assessment, rows, thresholds.quality_drop_auc, thresholds.always_retrain, rules)
-    outcome = retrain(split, schema, champion, plan, rules, settings, energy, budget, champion_cache)
+    transferring = source if champion is None else None
+    if transferring is not None:
+        source_schema = transferring.schema_for(frames, schema.label)
+        outcome, schema = transfer_or_scratch(split, schema, transferring, source_schema, settings, energy, tuning)
+    else:
+        outcome = retrain(split, schema, champion, plan, rules, settings, energy, budget, champion_cache, tuning)
     result = outcome.result
     candidate = CandidateModel(
         batch=batch,
@@ -170,6 +194,8 @@ def retrain_batch(
         new_trees=result.new_trees,
         train_rows=result.train_rows,
         pooled_batches=tuple(pooled or {}),
+        transfer_source=transferring.ref if transferring else None,
+        tuning=outcome.history,
     )
     return Retrained(candidate, outcome)
 
@@ -227,12 +253,14 @@ def retrain(
     energy: EnergySettings,
     budget: TreeBudget | None = None,
     champion_cache: pd.DataFrame | None = None,
+    tuning: TuningSettings | None = None,
 ) -> RetrainingOutcome:
     """Run the plan's strategies in order, each measured, stopping at the first that meets the quality bar.
 
     The champion is judged, and warm-started from, on the scores its prediction cache (``champion_cache``) holds,
     computed only where it holds none. A champion whose warm-start chain is at or past ``budget`` is retrained
-    compactly rather than warm-started.
+    compactly rather than warm-started. Every untuned strategy trains with the champion's tuned parameters (a warm
+    start continues its model); a full retrain ``plan_tuning`` picks is tuned within ``tuning``'s budget instead.
     """
     champion_scores = ChampionScores(champion, champion_cache) if champion else None
     champion_auc = (
@@ -244,23 +272,80 @@ def retrain(
         rows = round(plan.reference_fraction * len(split.train))
         extra = reference_sample(champion.reference, rows, f"reference:{champion.version}")
     bounded = bound_ladder(plan.ladder, champion.booster.num_trees() if champion else 0, budget)
+    history = TuningHistory.from_metadata(champion.metadata) if champion else None
+    tuned = plan_tuning(bounded.ladder, champion is not None, history, tuning)
+    inherited = history.best_params.applied_to(settings) if history else settings
     attempts: list[Attempt] = []
-    for strategy in bounded.ladder:
-        attempt = run_attempt(split, schema, strategy, settings, energy, champion_scores, extra, bar)
+    for strategy in tuned.ladder:
+        if tuning is not None and tuned.tunes(strategy):
+            attempt = run_attempt(
+                split, schema, strategy, settings, energy, champion_scores, extra, bar, tuning=tuning, history=history
+            )
+        else:
+            attempt = run_attempt(split, schema, strategy, inherited, energy, champion_scores, extra, bar)
         attempts.append(attempt)
         if attempt.met_bar:
             break
     index, why = choose_final([(a.strategy, a.result.valid_auc) for a in attempts], bar)
+    chosen = attempts[index].study
+    tuning_reason = tuned.reason if any(a.study for a in attempts) else ""
     return RetrainingOutcome(
         result=attempts[index].result,
         attempts=tuple(attempts),
         plan=plan,
         bar=bar,
         champion_valid_auc=champion_auc,
-        reason="; ".join(filter(None, (plan.reason, bounded.reason, f"chosen: {why}"))),
+        reason="; ".join(filter(None, (plan.reason, bounded.reason, tuning_reason, f"chosen: {why}"))),
         budget=budget if champion else None,
         bounded=bounded,
+        history=chosen.history() if chosen else history.next_training() if history else None,
     )
+
+
+def transfer_or_scratch(
+    split: BatchSplit,
+    schema: FeatureSchema,
+    source: TransferSource,
+    source_schema: FeatureSchema,
+    settings: TrainingSettings,
+    energy: EnergySettings,
+    tuning: TuningSettings | None = None,
+) -> tuple[RetrainingOutcome, FeatureSchema]:
+    """A new model name's first model: the source fine-tuned on the split's rows (on its own columns,
+    ``source_schema``) and the model the name would get without a source on the same rows (``schema`` inferred, tuned
+    as any first model is), each measured; the better validation AUC is kept, with the schema it scores with. Nothing
+    serves, so there is no bar. A study's best validation AUC is the best of its trials on these very rows, so the
+    transfer is compared with its default trial, trained with the transfer's settings (``scratch_valid_auc``)."""
+    plan = RetrainPlan(
+        (Strategy.TRANSFER, Strategy.FULL),
+        0.0,
+        f"no model is deployed yet: fine-tune {source.ref} (model_store.transfer_from) and train from scratch on "
+        "the same rows",
+    )
+    tuned = plan_tuning(plan.ladder, False, None, tuning)
+    # The source is only boosted from, never judged: without a prediction cache none of its scores is looked up.
+    start = ChampionScores(source.model, None)
+    transfer = run_attempt(split, source_schema, Strategy.TRANSFER, settings, energy, start, None, None)
+    scratch = run_attempt(
+        split, schema, Strategy.FULL, settings, energy, None, None, None, tuning=tuning if tuned.tune_full else None
+    )
+    kept, why = keep_transfer(transfer.result.valid_auc, scratch_valid_auc(scratch), source.ref)
+    outcome = RetrainingOutcome(
+        result=(transfer if kept else scratch).result,
+        attempts=(transfer, scratch),
+        plan=plan,
+        bar=None,
+        champion_valid_auc=None,
+        reason="; ".join(filter(None, (plan.reason, tuned.reason if scratch.study else "", f"chosen: {why}"))),
+        history=scratch.study.history() if scratch.study and not kept else None,
+    )
+    return outcome, source_schema if kept else schema
+
+
+def scratch_valid_auc(attempt: Attempt) -> float:
+    """A model from scratch's validation AUC at the default settings: its study's default trial when it was tuned."""
+    default = attempt.study.default if attempt.study else None
+    return default.valid_auc if default else attempt.result.valid_auc
 
 
 def run_attempt(
@@ -272,18 +357,29 @@ def run_attempt(
     champion_scores: ChampionScores | None,
     extra_rows: pd.DataFrame | None,
     bar: QualityBar | None,
+    *,
+    tuning: TuningSettings | None = None,
+    history: TuningHistory | None = None,
 ) -> Attempt:
     """One strategy, with its energy (``measure_energy``) and CPU seconds metered around the training alone (and,
-    for a warm start, the champion's scores it boosts from: looked up where cached, computed where not)."""
+    for a warm start, the champion's scores it boosts from: looked up where cached, computed where not).
+
+    With ``tuning``, a full retrain is a tuning study (``training.study.tune``, warm-started from ``history``) and
+    the attempt's energy is all its trials'."""
     booster = champion_scores.model.booster if champion_scores else None
     cpu_started = time.process_time()
+    study = None
     with measure_energy(energy) as measurement:
         init_scores = None
         if strategy is Strategy.WARM_START and champion_scores is not None:
             init_scores = warm_start_scores(champion_scores, split, extra_rows)
-        result = train_model(split, schema, strategy, settings, booster, extra_rows, init_scores)
+        if tuning is not None and strategy is Strategy.FULL:
+            result, study = tune(split, schema, settings, tuning, energy, extra_rows, history)
+        else:
+            result = train_model(split, schema, strategy, settings, booster, extra_rows, init_scores)
     assert measurement.report is not None
-    return Attempt(result, meets_bar(result.valid_auc, bar), measurement.report, time.process_time() - cpu_started)
+    cpu_s = time.process_time() - cpu_started
+    return Attempt(result, meets_bar(result.valid_auc, bar), measurement.report, cpu_s, study)
 
 
 def warm_start_scores(champion: ChampionScores, split: BatchSplit, extra_rows: pd.DataFrame | None) -> InitScores:

@@ -29,6 +29,11 @@ class ScheduledSettings:
 
     trees: int = 100
     learning_rate: float = 0.05
+    #: LightGBM's defaults; a bench sets the pipeline's tuned parameters here (``TunedParams.applied_to``), so both
+    #: arms learn with the same ones.
+    num_leaves: int = 31
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 1.0
     window_batches: int = 1
     num_threads: int = NUM_THREADS
 
@@ -45,6 +50,9 @@ class ScheduledSettings:
         return {
             "objective": "binary",
             "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
             "num_threads": self.num_threads,
             "verbosity": -1,
         }

@@ -8,6 +8,7 @@ Boosting strategies stop early on the validation rows, so no tree is grown past 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -35,6 +36,8 @@ class TrainingSettings:
     learning_rate: float = 0.05
     num_leaves: int = 31
     min_data_in_leaf: int = 20
+    #: Share of the features each tree may split on (LightGBM's default, 1.0: all); tuning may lower it.
+    feature_fraction: float = 1.0
     max_trees_full: int = 500
     max_new_trees_warm_start: int = 150
     early_stopping_rounds: int = 40
@@ -46,6 +49,8 @@ class TrainingSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.refit_decay_rate < 1.0:
             raise InvalidConfigError(f"policy.refit_decay_rate {self.refit_decay_rate} must be in [0, 1).")
+        if not 0.0 < self.feature_fraction <= 1.0:
+            raise InvalidConfigError(f"policy.feature_fraction {self.feature_fraction} must be in (0, 1].")
 
     def params(self) -> dict[str, object]:
         return {
@@ -54,6 +59,7 @@ class TrainingSettings:
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
             "num_threads": self.num_threads,
             "seed": self.seed,
             # Reproducible whatever the machine's load: LightGBM otherwise picks row- or column-wise histograms
@@ -182,9 +188,16 @@ def transfer(base: lgb.Booster, split: BatchSplit, schema: FeatureSchema, settin
 
 
 def full_retrain(
-    split: BatchSplit, schema: FeatureSchema, settings: TrainingSettings, extra_rows: pd.DataFrame | None = None
+    split: BatchSplit,
+    schema: FeatureSchema,
+    settings: TrainingSettings,
+    extra_rows: pd.DataFrame | None = None,
+    callbacks: Sequence[Callable[[lgb.callback.CallbackEnv], None]] = (),
 ) -> TrainResult:
-    """A new model from scratch on the new rows (plus ``extra_rows``), with early stopping."""
+    """A new model from scratch on the new rows (plus ``extra_rows``), with early stopping.
+
+    ``callbacks`` see every round's validation AUC: a tuning trial's pruning callback stops it there
+    (``training.study``)."""
     return _boost(
         split,
         schema,
@@ -194,6 +207,7 @@ def full_retrain(
         extra_rows=extra_rows,
         rounds=settings.max_trees_full,
         patience=settings.early_stopping_rounds,
+        callbacks=callbacks,
     )
 
 
@@ -229,6 +243,7 @@ def _boost(
     rounds: int,
     patience: int,
     init_scores: InitScores | None = None,
+    callbacks: Sequence[Callable[[lgb.callback.CallbackEnv], None]] = (),
 ) -> TrainResult:
     train = (
         split.train
@@ -253,7 +268,7 @@ def _boost(
         valid_sets=[valid_set],
         valid_names=["valid"],
         init_model=None if stacked_on is not None else init_model,
-        callbacks=[lgb.early_stopping(patience, verbose=False)],
+        callbacks=[lgb.early_stopping(patience, verbose=False), *callbacks],
     )
     best = booster.best_iteration or booster.current_iteration()
     trimmed = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from dagster import DagsterInstance
 
 from green_pipeline.app.cli import main
+from green_pipeline.data.schema import DatasetSpec, infer_schema
+from green_pipeline.demo.stream import DOMAIN_LABEL, DomainPairSpec, generate_domain_batch
+from green_pipeline.orchestration.metadata import RETRAINED_MODEL
+from green_pipeline.store.model_store import ModelStore
+from green_pipeline.training.trainer import TrainingSettings, full_retrain, split_batch
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("green-pipeline"))
@@ -181,3 +187,61 @@ def test_report_renders_the_html_a_skipped_batch_did_not_need(tmp_path: Path, cl
     assert "<html" in html.read_text(encoding="utf-8")[:2000].lower()
     unknown = cli(["report", "batch-2027-01-01.parquet", *locations])
     assert unknown.returncode == 2 and "batch-2027-01-01.parquet" in unknown.stderr
+
+
+TRANSFER_PAIR = DomainPairSpec(source_rows=6000, target_rows=1500, relationship_shift=0.3)
+
+
+def _segments(root: Path, drop: str | None = None) -> list[str]:
+    """A store serving model ``segment-a`` (the source segment's) and a first batch of the new segment, ``drop``
+    left out of it; the `run` arguments that train ``segment-b`` on that batch from ``segment-a``."""
+    rows = generate_domain_batch(TRANSFER_PAIR, "source", TRANSFER_PAIR.source_rows)
+    schema = infer_schema(rows, DatasetSpec(label=DOMAIN_LABEL), "source")
+    trained = full_retrain(split_batch(rows, DOMAIN_LABEL, "source", "source"), schema, TrainingSettings())
+    source = ModelStore(str(root / "store"), "segment-a")
+    source.promote(source.publish(trained.booster.model_to_string(), schema, rows, {}))
+    target = generate_domain_batch(TRANSFER_PAIR, "target", TRANSFER_PAIR.target_rows)
+    (root / "segment-b").mkdir()
+    target.drop(columns=[drop] if drop else []).to_parquet(root / "segment-b" / "batch-2026-03-01.parquet")
+    return [
+        *("run", "--data", str(root / "segment-b"), "--store", str(root / "store"), "--label", DOMAIN_LABEL),
+        *("--artifacts", str(root / "artifacts"), "--model-name", "segment-b", "--transfer-from", "segment-a"),
+    ]
+
+
+def test_run_transfers_a_new_model_name_from_another_and_models_shows_the_source(tmp_path: Path, cli: Cli) -> None:
+    result = cli(_segments(tmp_path))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("batch-2026-03-01.parquet")]
+    training = DagsterInstance.get().get_latest_materialization_event(RETRAINED_MODEL)
+    assert training is not None and training.asset_materialization is not None
+    metadata = {key: value.value for key, value in training.asset_materialization.metadata.items()}
+    # The transfer is compared with the scratch study's default trial (its settings), not with its best of several.
+    scratch = metadata["tuning_best_valid_auc"] - metadata["tuning_auc_gain_vs_default"]
+    chosen = "transfer" if metadata["attempt_transfer_valid_auc"] > scratch else "full_retrain"  # a tie keeps scratch
+    assert metadata["strategy"] == chosen and chosen in row and "segment-a v0001" in str(metadata["reason"])
+
+    listed = cli(["models", "--json", "--store", str(tmp_path / "store"), "--model-name", "segment-b"])
+    [version] = json.loads(listed.stdout)
+    assert version["strategy"] == chosen and version["parent_version"] is None
+    assert version["transfer_source"] == {"model": "segment-a", "version": "v0001"}
+    shown = cli(["models", "--store", str(tmp_path / "store"), "--model-name", "segment-b"]).stdout
+    assert "from segment-a v0001" in shown
+    source = ModelStore(str(tmp_path / "store"), "segment-a")
+    assert source.versions() == ["v0001"] and source.current_version() == "v0001"
+
+
+def test_a_new_segment_missing_a_source_feature_fails_naming_it_and_leaves_the_stores_unchanged(
+    tmp_path: Path, cli: Cli
+) -> None:
+    args = _segments(tmp_path, drop="signal_03")
+    before = {path: path.read_bytes() for path in (tmp_path / "store").rglob("*") if path.is_file()}
+
+    result = cli(args)
+
+    assert result.returncode == 1
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("batch-2026-03-01.parquet")]
+    assert "FAILED" in row and "['signal_03']" in row and "model_store.transfer_from segment-a v0001" in row
+    after = {path: path.read_bytes() for path in (tmp_path / "store").rglob("*") if path.is_file()}
+    assert after == before and ModelStore(str(tmp_path / "store"), "segment-b").versions() == []

@@ -20,11 +20,11 @@ from green_pipeline.compression.measure import (
 )
 from green_pipeline.compression.search import (
     CompressionSettings,
-    candidates_table,
     compress_model,
     cost_basis,
     select_candidate,
 )
+from green_pipeline.compression.table import candidates_table
 from green_pipeline.compression.techniques import (
     StudentSettings,
     distil,

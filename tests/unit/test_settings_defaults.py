@@ -41,6 +41,7 @@ from green_pipeline.orchestration.resources import (
 from green_pipeline.reporting.mlflow_logging import MlflowSettings
 from green_pipeline.training.policy import StrategyRules
 from green_pipeline.training.trainer import TrainingSettings
+from green_pipeline.training.tuning import TuningSettings
 
 TRACKING_URI = "file:///tmp/mlruns"
 CONFIGURATION = Path(__file__).resolve().parents[2] / "docs" / "CONFIGURATION.md"
@@ -91,6 +92,12 @@ MIRRORS = {
     ),
     "policy.strategy_rules": Mirror((RetrainPolicy,), RetrainPolicy.strategy_rules, StrategyRules()),
     "policy.training_settings": Mirror((RetrainPolicy,), RetrainPolicy.training_settings, TrainingSettings()),
+    "policy.tuning_settings": Mirror(
+        (RetrainPolicy,),
+        RetrainPolicy.tuning_settings,
+        TuningSettings(),
+        {f.name: f"tuning_{f.name}" for f in dataclasses.fields(TuningSettings) if f.name != "retune_every_trainings"},
+    ),
     "policy.drift_settings": Mirror(
         (RetrainPolicy,),
         RetrainPolicy.drift_settings,
