@@ -85,10 +85,12 @@ def test_the_version_names_its_engine_and_stores_no_machine_code_which_stays_in_
     record = TypeAdapter(CompressedModel).validate_python(stored["value"])
     version = Path(compiled_run["store_url"], "models", "churn", "v0001")
 
-    assert compiled_run["engine"] == record.engine == LLEAVES
+    # Which engine wins is a timing on this machine (lleaves or LightGBM on 2,000 rows): either may, under load.
+    assert compiled_run["engine"] == record.engine in (LLEAVES, "lightgbm")
+    assert compiled_run["compile_status"].startswith("compiled ")
     assert sorted(p.name for p in version.iterdir()) == sorted([*VERSION_FILES, MANIFEST_FILE])
-    assert json.loads((version / "metadata.json").read_text())["engine"] == {"name": LLEAVES}
-    served = compile_model(record.model.model_text, record.engine, EnergySettings(enabled=False), num_threads=2)
+    assert json.loads((version / "metadata.json").read_text())["engine"] == {"name": record.engine}
+    served = compile_model(record.model.model_text, LLEAVES, EnergySettings(enabled=False), num_threads=2)
     assert isinstance(served, CompiledModel) and served.source == LOCAL_CACHE, "compression's compile was not cached"
     features = record.model.schema.encode(pd.read_parquet(compiled_run["next_batch"]))
     expected = lgb.Booster(model_str=record.model.model_text).predict(features)
