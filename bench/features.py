@@ -38,6 +38,7 @@ import pandas as pd
 from arms import ENERGY, Gated, GatedRun, Stream, action, gated_arms
 from lifecycle import _median, step_energy
 from sklearn.datasets import make_classification
+from tasks import HARDER_TASK
 
 from green_pipeline.compression.search import CompressionSettings
 from green_pipeline.compression.selection import gain_prefix
@@ -53,15 +54,6 @@ from green_pipeline.training.evaluation import auc
 from green_pipeline.training.trainer import TrainingSettings, full_retrain, split_batch
 
 LABEL = "label"
-TASK = {
-    "n_samples": 200_000,
-    "n_features": 40,
-    "n_informative": 12,
-    "n_redundant": 8,
-    "flip_y": 0.05,
-    "class_sep": 0.6,
-    "random_state": 0,
-}
 DEFAULT_DAYS = 20
 START = date(2026, 1, 1)
 STEPS = {"ingest": INGESTED_BATCH, "validate": VALIDATED_BATCH, "drift": DRIFT_REPORT}
@@ -77,7 +69,7 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
 
 def stream(days: int) -> Stream:
     """The task's rows in ``days`` daily batches (make_classification shuffles rows and columns)."""
-    features, labels = make_classification(**TASK)
+    features, labels = make_classification(**HARDER_TASK)
     frame = pd.DataFrame(features, columns=[f"x{i:02d}" for i in range(features.shape[1])]).assign(**{LABEL: labels})
     rows = len(frame) // days
     batches = [

@@ -50,6 +50,7 @@ from optuna.pruners import NopPruner
 from optuna.samplers import RandomSampler
 from optuna_integration.lightgbm import LightGBMPruningCallback
 from sklearn.datasets import make_classification
+from tasks import HARDER_TASK
 
 from green_pipeline.data.schema import DatasetSpec, FeatureSchema, infer_schema
 from green_pipeline.demo.stream import LABEL, StreamSpec, generate_day
@@ -77,16 +78,7 @@ WARM_TRIALS = 12
 WITHIN_AUC = 0.002
 #: A budget no study reaches: trial counts limit these studies, so that each is followed to the same length.
 NO_KWH_LIMIT = 1.0
-HARDER = {
-    "n_samples": 200_000,
-    "n_features": 40,
-    "n_informative": 12,
-    "n_redundant": 8,
-    "flip_y": 0.05,
-    "class_sep": 0.6,
-    "random_state": 0,
-}
-HARDER_DRIFTED = {**HARDER, "flip_y": 0.10, "class_sep": 0.5}
+HARDER_DRIFTED = {**HARDER_TASK, "flip_y": 0.10, "class_sep": 0.5}
 BUILTIN_DRIFTED_DAY = 11
 TARGETS = {
     "tuning_energy_to_reach_grid_best_ratio": ("<=", 0.20),
@@ -113,7 +105,7 @@ def batch(name: str, harder_rows: int) -> tuple[BatchSplit, FeatureSchema]:
     if name.startswith("builtin"):
         frame, label = generate_day(StreamSpec(), BUILTIN_DRIFTED_DAY if name.endswith("drifted") else 0), LABEL
     else:
-        features, labels = make_classification(**(HARDER_DRIFTED if name.endswith("drifted") else HARDER))
+        features, labels = make_classification(**(HARDER_DRIFTED if name.endswith("drifted") else HARDER_TASK))
         frame = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])]).assign(label=labels)
         frame, label = frame.head(harder_rows), "label"  # make_classification shuffles its rows
     schema = infer_schema(frame, DatasetSpec(label=label), name)
