@@ -20,6 +20,7 @@ from green_pipeline.compression.search import (
 from green_pipeline.compression.table import candidates_table
 from green_pipeline.orchestration.history import learning_batches
 from green_pipeline.orchestration.metadata import COMPRESSED_MODEL, RETRAINED_MODEL, VALIDATED_BATCH, CompressionRecord
+from green_pipeline.orchestration.pods import HEAVY_STEP_TAGS
 from green_pipeline.orchestration.resources import ArtifactStorage, EnergyResource, ModelStoreResource, RetrainPolicy
 from green_pipeline.records import CandidateModel, CompressedModel
 from green_pipeline.store.model_store import dropped_features
@@ -92,6 +93,8 @@ class CompressionConfig(Config):
     partitions_def=batch_partitions,
     group_name="deployment",
     io_manager_key="artifact_io_manager",
+    # Its pod on the k8s executor: the cores the candidates are trained and timed on (docs/DISTRIBUTED.md).
+    op_tags=HEAVY_STEP_TAGS,
 )
 def compressed_model(
     context: AssetExecutionContext,

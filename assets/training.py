@@ -21,6 +21,7 @@ from green_pipeline.orchestration.metadata import (
     EvaluationRecord,
     TrainingRecord,
 )
+from green_pipeline.orchestration.pods import HEAVY_STEP_TAGS
 from green_pipeline.orchestration.resources import (
     ArtifactStorage,
     CarbonAwareScheduling,
@@ -48,6 +49,8 @@ from green_pipeline.training.study import TuningStudy
     output_required=False,
     # One training at a time across runs (dagster.yaml: pools default_limit 1).
     pool="training",
+    # Its pod on the k8s executor: the cores LightGBM trains on (docs/DISTRIBUTED.md).
+    op_tags=HEAVY_STEP_TAGS,
 )
 def retrained_model(
     context: AssetExecutionContext,

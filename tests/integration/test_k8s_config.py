@@ -64,7 +64,7 @@ def test_s3_credentials_come_from_the_secret_environment(run_config: dict, monke
     assert resolved["resources"]["object_storage"]["config"]["secret_access_key"] == S3_ENV["AWS_SECRET_ACCESS_KEY"]
     execution = resolved["execution"]["k8s"]  # the processed config names the executor it configured
     assert execution["max_concurrent"] == 2
-    assert execution["per_step_k8s_config"]["retrained_model"]["container_config"]["resources"]["limits"]["cpu"] == "2"
+    assert execution["step_k8s_config"]["container_config"]["resources"]["limits"]["cpu"] == "1"
 
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(DagsterInvalidConfigError, match="AWS_SECRET_ACCESS_KEY"):
