@@ -27,15 +27,20 @@ What each block is charged instead (``green_pipeline.energy.meter`` integrates t
 - CO2: codecarbon's offline grid intensity of ``country_iso_code``; with none set, its world average, with a
   warning once per process.
 Every report's ``method`` (``energy_method`` in metadata) states the status, rates and sources used.
+
+Energy spent in other processes on a block's behalf (Dask workers: ``distributed.metering``) is added to it with
+``charge_elsewhere``: the block's report is then its own process's share plus those parts, unmeasured if any part is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -173,9 +178,13 @@ class EnergyReport:
 
 @dataclass
 class Measurement:
-    """Filled in when the ``measure_energy`` block exits."""
+    """Filled in when the ``measure_energy`` block exits.
+
+    ``report`` is the block's figure: ``local`` (this process's share) plus what was charged to it elsewhere.
+    """
 
     report: EnergyReport | None = field(default=None)
+    local: EnergyReport | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -184,22 +193,111 @@ class _Open:
     meter: ProcessMeter
     usage: Usage
     gpu: tuple[GpuMeter, Snapshot] | GpuCharge
+    #: Who the block shared its process with when others were open at once (the method says so).
+    sharers: str = "open on other threads"
+
+
+@dataclass(frozen=True)
+class OpenBlock:
+    """A block opened by ``open_block`` and not yet closed: the worker side of a step metering a Dask cluster,
+    opened and closed by two calls rather than around a ``with`` body."""
+
+    settings: EnergySettings
+    opened: _Open | None
+    failure: str
+    started: float
+
+
+@dataclass
+class _Charges:
+    """An open ``measure_energy`` block, to which ``charge_elsewhere`` adds the parts spent in other processes."""
+
+    outer: _Charges | None
+    parts: list[tuple[EnergyReport, str]] = field(default_factory=list)
+    closed: bool = False
+
+
+#: The innermost ``measure_energy`` block open in this context (thread or task).
+_innermost: ContextVar[_Charges | None] = ContextVar("green_pipeline_energy_block", default=None)
 
 
 @contextmanager
 def measure_energy(settings: EnergySettings) -> Iterator[Measurement]:
     """Measure the energy of the ``with`` body; exceptions of the body propagate after the measurement ends."""
     measurement = Measurement()
-    opened, failure = _open(settings) if settings.enabled else (None, "energy measurement is disabled")
-    started = time.perf_counter()
+    block = open_block(settings)
+    charges = _Charges(outer=_innermost.get())
+    context = _innermost.set(charges)
     try:
         yield measurement
     finally:
-        duration = time.perf_counter() - started
-        measurement.report = _close(opened, settings, duration) if opened else _unmeasured(duration, failure)
+        measurement.local = close_block(block)
+        charges.closed = True
+        with contextlib.suppress(ValueError):  # exited in another context than entered: charges.closed tells
+            _innermost.reset(context)
+        measurement.report = _with_parts(measurement.local, charges.parts) if charges.parts else measurement.local
 
 
-def _open(settings: EnergySettings) -> tuple[_Open | None, str]:
+def open_block(settings: EnergySettings, share_key: int | None = None) -> OpenBlock:
+    """Start metering this process for a block closed by ``close_block``; ``share_key`` as ``ProcessMeter.open``.
+
+    Unlike ``measure_energy`` it is not a block ``charge_elsewhere`` can charge: it meters this process only.
+    """
+    opened, failure = _open(settings, share_key) if settings.enabled else (None, "energy measurement is disabled")
+    return OpenBlock(settings, opened, failure, time.perf_counter())
+
+
+def close_block(block: OpenBlock) -> EnergyReport:
+    """The report of a block ``open_block`` opened; never raises (a failed reading makes it ``unmeasured``)."""
+    duration = time.perf_counter() - block.started
+    if block.opened is None:
+        return _unmeasured(duration, block.failure)
+    return _close(block.opened, block.settings, duration)
+
+
+def charge_elsewhere(report: EnergyReport, where: str) -> None:
+    """Add energy spent in other processes on this work's behalf (``where``: e.g. "2 Dask worker(s) on host(s) a")
+    to the innermost ``measure_energy`` block open in this context, and to each block around it, as nested blocks
+    each get all of this process's usage. With no block open (or on another thread) it is charged to nothing."""
+    charges = _innermost.get()
+    while charges is not None and charges.closed:
+        charges = charges.outer
+    if charges is None:
+        logger.info("No measure_energy block is open here: the energy of %s is charged to no block.", where)
+    while charges is not None:
+        if not charges.closed:
+            charges.parts.append((report, where))
+        charges = charges.outer
+
+
+def _with_parts(local: EnergyReport, parts: Sequence[tuple[EnergyReport, str]]) -> EnergyReport:
+    """This process's share plus the parts charged elsewhere: figures only when every part has them, never a guess."""
+    reports = [local, *(report for report, _ in parts)]
+    status = EnergyStatus.of_total(report.status for report in reports)
+    if not status.has_figures:
+        reasons = [] if local.has_figures else [f"this process: {local.unmeasured_reason}"]
+        reasons += [f"{where}: {report.unmeasured_reason}" for report, where in parts if not report.has_figures]
+        return _unmeasured(local.duration_s, "; ".join(reasons))
+    energy = complete_sum(report.energy_kwh for report in reports)
+    intensity = local.carbon_intensity_g_per_kwh
+    elsewhere = " ".join(f"Plus {where}: {report.method}" for report, where in parts)
+    return EnergyReport(
+        status=status,
+        duration_s=local.duration_s,
+        method=f"{status.value}: the sum of this process's share and {len(parts)} part(s) charged elsewhere. "
+        f"This process: {local.method} {elsewhere}",
+        energy_kwh=energy,
+        cpu_energy_kwh=complete_sum(report.cpu_energy_kwh for report in reports),
+        ram_energy_kwh=complete_sum(report.ram_energy_kwh for report in reports),
+        gpu_energy_kwh=complete_sum(report.gpu_energy_kwh for report in reports),
+        emissions_kg_co2eq=None if energy is None or intensity is None else energy * intensity / 1000.0,
+        carbon_intensity_g_per_kwh=intensity,
+        country_iso_code=local.country_iso_code,
+        region=local.region,
+    )
+
+
+def _open(settings: EnergySettings, share_key: int | None = None) -> tuple[_Open | None, str]:
     try:
         model = power_model(settings.country_iso_code, settings.region, settings.cpu_tdp_w)
     except Exception as exc:  # codecarbon's detection may fail in any way; the work must go on regardless
@@ -210,7 +308,10 @@ def _open(settings: EnergySettings) -> tuple[_Open | None, str]:
     gpu = _open_gpu(model)
     try:
         meter = process_meter()
-        return _Open(model, meter, meter.open(), gpu), ""
+        if share_key is None:
+            return _Open(model, meter, meter.open(), gpu), ""
+        sharers = "open at once on this Dask worker (other steps metering it, or threads)"
+        return _Open(model, meter, meter.open(share_key), gpu, sharers), ""
     except (psutil.Error, OSError) as exc:
         logger.warning("psutil could not read this process: %s", exc)
         return None, f"psutil could not read this process's CPU time and memory: {type(exc).__name__}: {exc}"
@@ -245,7 +346,7 @@ def _close(opened: _Open, settings: EnergySettings, duration: float) -> EnergyRe
     method = f"{status.value}: {how}; {gpu.note}; {model.carbon()}. Not attributed: {_NOT_ATTRIBUTED[status]}."
     if usage.peers > 1:
         method += (
-            f" This block shared its process with {usage.peers - 1} block(s) open on other threads: "
+            f" This block shared its process with {usage.peers - 1} block(s) {opened.sharers}: "
             "the process's CPU time and memory were split equally between them."
         )
     return EnergyReport(
