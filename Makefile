@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 # Root on CI and the project's machines; elsewhere apt needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test soak lint ui bench clean
+.PHONY: demo test soak lint ui bench clean postgresql
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check green_pipeline assets sensors tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint deploy/Dockerfile
 
 # The browser test drives Debian's Chromium (a package, not a browser download by a test tool).
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-test: lint $(CHROMIUM)
+# The shared-instance test starts a throwaway PostgreSQL cluster: Debian's server, installed when missing.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
+
+test: lint $(CHROMIUM) postgresql
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # 50+ batches through the pipeline on one instance (excluded from `make test`): handles, memory, disk, event log.

@@ -18,14 +18,20 @@ from green_pipeline.compression.search import (
     compress_model,
 )
 from green_pipeline.compression.table import candidates_table
-from green_pipeline.orchestration.history import learning_batches
+from green_pipeline.data.datasets import DatasetBatch
+from green_pipeline.orchestration.learning import learning_split
 from green_pipeline.orchestration.metadata import COMPRESSED_MODEL, RETRAINED_MODEL, VALIDATED_BATCH, CompressionRecord
 from green_pipeline.orchestration.pods import HEAVY_STEP_TAGS
-from green_pipeline.orchestration.resources import ArtifactStorage, EnergyResource, ModelStoreResource, RetrainPolicy
+from green_pipeline.orchestration.resources import (
+    ArtifactStorage,
+    DaskResource,
+    EnergyResource,
+    ModelStoreResource,
+    RetrainPolicy,
+)
 from green_pipeline.records import CandidateModel, CompressedModel
 from green_pipeline.store.model_store import dropped_features
 from green_pipeline.training.evaluation import auc
-from green_pipeline.training.retraining import split_batches
 
 _COMPRESSION = CompressionSettings()
 
@@ -89,7 +95,7 @@ class CompressionConfig(Config):
 
 @metered_asset(
     key=COMPRESSED_MODEL,
-    ins={"validated_batch": AssetIn(VALIDATED_BATCH), "retrained_model": AssetIn(RETRAINED_MODEL)},
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH, dagster_type=Any), "retrained_model": AssetIn(RETRAINED_MODEL)},
     partitions_def=batch_partitions,
     group_name="deployment",
     io_manager_key="artifact_io_manager",
@@ -99,12 +105,13 @@ class CompressionConfig(Config):
 def compressed_model(
     context: AssetExecutionContext,
     config: CompressionConfig,
-    validated_batch: pd.DataFrame,
+    validated_batch: pd.DataFrame | DatasetBatch,
     retrained_model: CandidateModel,
     policy: RetrainPolicy,
     energy: EnergyResource,
     artifacts: ArtifactStorage,
     model_store: ModelStoreResource,
+    dask: DaskResource,
 ) -> Output[CompressedModel]:
     """Pruned, retrained-smaller, distilled, quantized and compiled candidates, measured; the cheapest kept.
 
@@ -112,12 +119,11 @@ def compressed_model(
     built (the candidates table says why); the others are judged on validation rows (AUC within the budget, energy
     per 1,000 predictions). The chosen model is what deployed_model publishes, so it is the one model_evaluation
     compares with the champion on the test rows. The rows are those the model learned from: this batch's and the
-    pooled ones' (``learning_batches``). A feature selection (``feature_selection``) runs once per lineage: not when
-    the parent version dropped features already.
+    pooled ones' (``learning_split``; of a dataset batch, a sample). A feature selection (``feature_selection``)
+    runs once per lineage: not when the parent version dropped features already.
     """
     schema = retrained_model.schema
-    frames = learning_batches(context.instance, artifacts, retrained_model, validated_batch)
-    split = split_batches(frames, schema.label, retrained_model.batch)
+    split, _ = learning_split(context.instance, artifacts, dask, energy, retrained_model, validated_batch)
     teacher = retrained_model.booster()
     parent = retrained_model.parent_version
     dropped = dropped_features(model_store.store().metadata(parent)) if parent else ()

@@ -2,6 +2,7 @@
 report on demand (the drift step renders it only when someone will read it: ``policy.drift_report_html``)."""
 
 import dataclasses
+from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -16,6 +17,7 @@ from dagster import (
 from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.assets.scoring import score_cached
+from green_pipeline.data.datasets import DatasetBatch
 from green_pipeline.drift.assessment import (
     MonitoringThresholds,
     assess_batch,
@@ -25,9 +27,16 @@ from green_pipeline.drift.assessment import (
 )
 from green_pipeline.drift.detection import DriftResult
 from green_pipeline.errors import StoreError
+from green_pipeline.orchestration.cluster_batches import drift_sample
 from green_pipeline.orchestration.history import gate_history_of, latest_metadata, load_batches
 from green_pipeline.orchestration.metadata import DRIFT_REPORT, DRIFT_REPORT_HTML, VALIDATED_BATCH, DriftDecision
-from green_pipeline.orchestration.resources import ArtifactStorage, EnergyResource, ModelStoreResource, RetrainPolicy
+from green_pipeline.orchestration.resources import (
+    ArtifactStorage,
+    DaskResource,
+    EnergyResource,
+    ModelStoreResource,
+    RetrainPolicy,
+)
 from green_pipeline.records import DriftAssessment
 from green_pipeline.serving.scoring import SCORE
 from green_pipeline.store import files
@@ -37,25 +46,32 @@ TOP_DRIFTED_COLUMNS = 5
 
 @metered_asset(
     key=DRIFT_REPORT,
-    ins={"validated_batch": AssetIn(VALIDATED_BATCH)},
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH, dagster_type=Any)},
     partitions_def=batch_partitions,
     group_name="monitoring",
     io_manager_key="artifact_io_manager",
 )
 def drift_report(
     context: AssetExecutionContext,
-    validated_batch: pd.DataFrame,
+    validated_batch: pd.DataFrame | DatasetBatch,
     model_store: ModelStoreResource,
     policy: RetrainPolicy,
     artifacts: ArtifactStorage,
     energy: EnergyResource,
+    dask: DaskResource,
 ) -> Output[DriftAssessment]:
     """Drift vs the data the serving model was trained on, weighted by the model's feature importance, the model's
     AUC interval on the batch, and the decision, which also rests on the earlier batches (``history``).
 
     The champion scores the judged rows once, through its prediction cache: the quality check reads those scores
-    and ``predictions`` finds them cached.
+    and ``predictions`` finds them cached. A dataset batch is judged on a uniform sample drawn part by part on the
+    cluster (``policy.drift_sample_rows`` on average), its error bounds those of a sample of the whole batch.
     """
+    frame, population, cluster = validated_batch, None, {}
+    if isinstance(validated_batch, DatasetBatch):
+        settings = policy.drift_settings()
+        frame, cluster = drift_sample(dask, energy, artifacts, validated_batch, settings, context.partition_key)
+        population = validated_batch.rows
     store = model_store.store()
     # This run's champion from here on: every later step loads the version recorded in this report.
     serving = store.current_version()
@@ -63,11 +79,11 @@ def drift_report(
     key = reference_key(store, champion) if champion else None
     history = gate_history_of(context.instance, context.partition_key)
     pooled = load_batches(context.instance, artifacts, history.pooled_batches)
-    judged = judged_rows(validated_batch, pooled)
+    judged = judged_rows(frame, pooled)
     scoring = score_cached(champion, judged, model_store, artifacts, energy, policy) if champion else None
     assessment, html = assess_batch(
         context.partition_key,
-        validated_batch,
+        frame,
         champion,
         policy.thresholds(),
         policy.drift_settings(),
@@ -75,6 +91,7 @@ def drift_report(
         history,
         pooled,
         scoring.result.predictions[SCORE].to_numpy() if scoring else None,
+        population,
     )
     assessment = dataclasses.replace(
         assessment,
@@ -86,7 +103,7 @@ def drift_report(
         if scoring and scoring.engine
         else {}
     )
-    return Output(assessment, metadata={**drift_metadata(assessment, policy.thresholds()), **engine})
+    return Output(assessment, metadata={**drift_metadata(assessment, policy.thresholds()), **engine, **cluster})
 
 
 @metered_asset(

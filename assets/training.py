@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output
@@ -10,7 +11,11 @@ from green_pipeline.assets.metering import metered_asset
 from green_pipeline.assets.partitions import batch_partitions
 from green_pipeline.assets.scoring import prediction_cache
 from green_pipeline.carbon.deferral import deferral_metadata
-from green_pipeline.orchestration.history import learning_batches, load_batches
+from green_pipeline.data.datasets import DatasetBatch
+from green_pipeline.data.schema import DatasetSpec
+from green_pipeline.orchestration.cluster_batches import retrain_on_cluster
+from green_pipeline.orchestration.history import load_batches
+from green_pipeline.orchestration.learning import learning_split
 from green_pipeline.orchestration.ledger import retraining_budget_block
 from green_pipeline.orchestration.metadata import (
     COMPRESSED_MODEL,
@@ -26,6 +31,7 @@ from green_pipeline.orchestration.resources import (
     ArtifactStorage,
     CarbonAwareScheduling,
     CheckThresholds,
+    DaskResource,
     DatasetResource,
     EnergyResource,
     MlflowTracking,
@@ -34,15 +40,16 @@ from green_pipeline.orchestration.resources import (
 )
 from green_pipeline.records import CandidateModel, ChampionComparison, CompressedModel, DriftAssessment
 from green_pipeline.reporting.mlflow_logging import tracking_metadata, training_record
+from green_pipeline.store.model_store import DeployedModel
 from green_pipeline.training.growth import tree_budget
 from green_pipeline.training.promotion import compare_with_champion
-from green_pipeline.training.retraining import retrain_batch, split_batches
+from green_pipeline.training.retraining import Retrained, retrain_batch
 from green_pipeline.training.study import TuningStudy
 
 
 @metered_asset(
     key=RETRAINED_MODEL,
-    ins={"validated_batch": AssetIn(VALIDATED_BATCH), "drift_report": AssetIn(DRIFT_REPORT)},
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH, dagster_type=Any), "drift_report": AssetIn(DRIFT_REPORT)},
     partitions_def=batch_partitions,
     group_name="training",
     io_manager_key="artifact_io_manager",
@@ -54,7 +61,7 @@ from green_pipeline.training.study import TuningStudy
 )
 def retrained_model(
     context: AssetExecutionContext,
-    validated_batch: pd.DataFrame,
+    validated_batch: pd.DataFrame | DatasetBatch,
     drift_report: DriftAssessment,
     model_store: ModelStoreResource,
     policy: RetrainPolicy,
@@ -64,6 +71,7 @@ def retrained_model(
     check_thresholds: CheckThresholds,
     mlflow_tracking: MlflowTracking,
     artifacts: ArtifactStorage,
+    dask: DaskResource,
 ) -> Iterator[Output[CandidateModel]]:
     """A challenger, only when drift or a quality drop passed its threshold or nothing is deployed.
 
@@ -73,6 +81,7 @@ def retrained_model(
     deployed and ``model_store.transfer_from`` set, the model is the better of a transfer from that model and one from
     scratch (``retraining.transfer_or_scratch``).
     A blocking energy budget that is exhausted skips it the same way (check_thresholds, green_pipeline.energy.budget).
+    A dataset batch trains on the cluster with ``lightgbm.dask`` (``cluster_batches.retrain_on_cluster``).
     """
     if not drift_report.decision.retrain:
         context.log.info(f"Retraining skipped: {drift_report.decision.reason}")
@@ -87,24 +96,17 @@ def retrained_model(
     champion = model_store.champion(drift_report.champion_version) if drift_report.champion_version else None
     spec, settings = dataset.to_settings(), policy.training_settings()
     pooled = load_batches(context.instance, artifacts, drift_report.pooled_batches)
-    rules = policy.strategy_rules()
-    budget = tree_budget(model_store.store(), champion.version, rules.max_model_growth) if champion else None
-    retrained = retrain_batch(
-        validated_batch,
-        drift_report,
-        champion,
-        spec,
-        policy.thresholds(),
-        settings,
-        energy.to_settings(),
-        pooled,
-        budget,
-        # The drift step's scores of these rows: the champion is judged and warm-started on them, not re-scored.
-        prediction_cache(model_store, artifacts, champion.version) if champion else None,
-        # Only a first model starts from model_store.transfer_from's serving version.
-        source=None if champion else model_store.transfer_source(),
-        tuning=policy.tuning_settings(),
-    )
+    if isinstance(validated_batch, DatasetBatch):
+        retrained, cluster = retrain_on_cluster(
+            dask, energy, artifacts, validated_batch, drift_report, champion, spec, policy, pooled
+        )
+    else:
+        retrained, cluster = (
+            _retrain_in_process(
+                validated_batch, drift_report, champion, pooled, model_store, policy, spec, energy, artifacts
+            ),
+            {},
+        )
     outcome = retrained.outcome
     context.log.info(f"{outcome.result.strategy.value}: {outcome.reason}")
     yield Output(
@@ -116,24 +118,59 @@ def retrained_model(
             **tuning_metadata(outcome.study),
             **tracking_metadata(tracking, training_record(outcome, retrained.candidate, settings, op.run_id)),
             **deferral_metadata(op.run_tags, carbon_aware.intensity_provider, started, outcome.energy_kwh),
+            **cluster,
         },
+    )
+
+
+def _retrain_in_process(
+    frame: pd.DataFrame,
+    drift_report: DriftAssessment,
+    champion: DeployedModel | None,
+    pooled: dict[str, pd.DataFrame],
+    model_store: ModelStoreResource,
+    policy: RetrainPolicy,
+    spec: DatasetSpec,
+    energy: EnergyResource,
+    artifacts: ArtifactStorage,
+) -> Retrained:
+    """``retrain_batch`` with the champion's chain budget, prediction cache and transfer source."""
+    rules = policy.strategy_rules()
+    budget = tree_budget(model_store.store(), champion.version, rules.max_model_growth) if champion else None
+    return retrain_batch(
+        frame,
+        drift_report,
+        champion,
+        spec,
+        policy.thresholds(),
+        policy.training_settings(),
+        energy.to_settings(),
+        pooled,
+        budget,
+        # The drift step's scores of these rows: the champion is judged and warm-started on them, not re-scored.
+        prediction_cache(model_store, artifacts, champion.version) if champion else None,
+        # Only a first model starts from model_store.transfer_from's serving version.
+        source=None if champion else model_store.transfer_source(),
+        tuning=policy.tuning_settings(),
     )
 
 
 @metered_asset(
     key=MODEL_EVALUATION,
-    ins={"validated_batch": AssetIn(VALIDATED_BATCH), "compressed_model": AssetIn(COMPRESSED_MODEL)},
+    ins={"validated_batch": AssetIn(VALIDATED_BATCH, dagster_type=Any), "compressed_model": AssetIn(COMPRESSED_MODEL)},
     partitions_def=batch_partitions,
     group_name="training",
     io_manager_key="artifact_io_manager",
 )
 def model_evaluation(
     context: AssetExecutionContext,
-    validated_batch: pd.DataFrame,
+    validated_batch: pd.DataFrame | DatasetBatch,
     compressed_model: CompressedModel,
     model_store: ModelStoreResource,
     policy: RetrainPolicy,
     artifacts: ArtifactStorage,
+    dask: DaskResource,
+    energy: EnergyResource,
 ) -> Output[ChampionComparison]:
     """The compressed challenger and the champion on the same held-out rows, with intervals at the policy's
     ``decision_confidence`` (paired DeLong for the difference).
@@ -144,8 +181,7 @@ def model_evaluation(
     judged row's test share, so a pooled decision is not left to one small batch's few test rows.
     """
     candidate = compressed_model.model
-    frames = learning_batches(context.instance, artifacts, candidate, validated_batch)
-    split = split_batches(frames, candidate.schema.label, candidate.batch)
+    split, _ = learning_split(context.instance, artifacts, dask, energy, candidate, validated_batch)
     champion = model_store.champion(candidate.parent_version) if candidate.parent_version else None
     confidence = policy.thresholds().decision_confidence
     cache = prediction_cache(model_store, artifacts, champion.version) if champion else None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import lightgbm as lgb
 
+from green_pipeline.data.datasets import DatasetBatch
 from green_pipeline.data.schema import FeatureSchema
 from green_pipeline.drift.detection import DriftResult
 from green_pipeline.serving.scoring import ScoringCost
@@ -124,5 +125,6 @@ class Deployment:
 
 
 RECORD_TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (DriftAssessment, CandidateModel, ChampionComparison, CompressedModel, Deployment)
+    cls.__name__: cls
+    for cls in (DriftAssessment, CandidateModel, ChampionComparison, CompressedModel, Deployment, DatasetBatch)
 }

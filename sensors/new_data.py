@@ -6,20 +6,20 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Se
 
 from green_pipeline.assets.jobs import green_pipeline_job
 from green_pipeline.assets.partitions import batch_partitions
-from green_pipeline.data.batches import new_batches
+from green_pipeline.data.batches import batch_sizes, new_batches
 from green_pipeline.orchestration.resources import DatasetResource
-from green_pipeline.store.files import list_files
 
 
 @sensor(job=green_pipeline_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.STOPPED)
 def new_batch_sensor(context: SensorEvaluationContext, dataset: DatasetResource) -> SensorResult:
-    """Register new batch files as partitions and run the pipeline on each, in name order.
+    """Register new batches (files, and Parquet datasets once complete) as partitions and run the pipeline on each,
+    in name order.
 
     The run key includes the file size, so a re-uploaded file runs again and a restart repeats nothing;
     the cursor (name -> size) advances only with the requests built in this tick.
     """
     seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-    fresh = new_batches(list_files(dataset.data_url, dataset.storage_options()), seen)
+    fresh = new_batches(batch_sizes(dataset.data_url, dataset.storage_options()), seen)
     known = set(context.instance.get_dynamic_partitions(batch_partitions.name))
     return SensorResult(
         run_requests=[RunRequest(partition_key=name, run_key=f"{name}:{size}") for name, size in fresh.items()],

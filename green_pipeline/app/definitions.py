@@ -27,6 +27,7 @@ from green_pipeline.orchestration.resources import (
     ArtifactStorage,
     CarbonAwareScheduling,
     CheckThresholds,
+    DaskResource,
     DatasetResource,
     EnergyResource,
     MlflowTracking,
@@ -57,6 +58,8 @@ def build_resources() -> dict[str, object]:
         "mlflow_tracking": MlflowTracking(),
         # Read by the drift sensor (deferral) and retrained_model (actual intensity); off by default.
         "carbon_aware": CarbonAwareScheduling(),
+        # The cluster of the steps past dataset.max_local_bytes; started only when a batch needs it.
+        "dask": DaskResource(),
     }
 
 

@@ -37,6 +37,7 @@ CONFIGURABLE_RESOURCES = (
     "object_storage",
     "check_thresholds",
     "mlflow_tracking",
+    "dask",
 )
 
 #: Run tag the runner adds to a quarantined batch's run: the UI's run list filters on it, and ``times_quarantined``

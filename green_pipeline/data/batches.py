@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import posixpath
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -12,18 +13,43 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from green_pipeline.data.datasets import DatasetBatch, dataset_size, is_dataset, open_dataset, read_dataset
 from green_pipeline.errors import InvalidBatchError
 from green_pipeline.store import files
 
 BATCH_SUFFIXES = (".parquet", ".pq", ".csv")
 CSV_DELIMITERS = (",", ";", "\t", "|")
+#: Past this estimated in-memory size a Parquet dataset batch runs on the Dask cluster (dataset.max_local_bytes).
+DEFAULT_MAX_LOCAL_BYTES = 2 * 2**30
 #: Rows decoded first to estimate the memory a batch takes before the whole file is decoded.
 ESTIMATE_ROWS = 1000
 
 
 def list_batches(url: str, storage_options: files.StorageOptions | None = None) -> list[str]:
-    """Batch file names under ``url`` in processing (name) order; other files are ignored."""
-    return [name for name in files.list_files(url, storage_options) if name.lower().endswith(BATCH_SUFFIXES)]
+    """Batch names under ``url`` in processing (name) order; other files, and datasets still being written, are
+    ignored."""
+    return list(batch_sizes(url, storage_options))
+
+
+def batch_sizes(url: str, storage_options: files.StorageOptions | None = None) -> dict[str, int]:
+    """Batches under ``url`` and their sizes in bytes, in name order: batch files, and Parquet dataset folders named
+    like one (``events.parquet/``) once their ``_SUCCESS`` marker exists (the size of a dataset is its parts')."""
+    fs, path = files.filesystem(url, storage_options)
+    fs.invalidate_cache(path)
+    if not fs.exists(path):
+        return {}
+    sizes: dict[str, int] = {}
+    for entry in fs.ls(path, detail=True):
+        name = posixpath.basename(entry["name"].rstrip("/"))
+        if name.startswith((".", "_")) or not name.lower().endswith(BATCH_SUFFIXES):
+            continue
+        if entry.get("type") == "directory":
+            size = dataset_size(files.join(url, name), storage_options)
+            if size is not None:
+                sizes[name] = size
+        elif entry.get("type") == "file":
+            sizes[name] = int(entry.get("size") or 0)
+    return dict(sorted(sizes.items()))
 
 
 def check_batch_name(name: str) -> str:
@@ -88,6 +114,40 @@ def read_batch(
 ) -> pd.DataFrame:
     """Read one batch file (Parquet or CSV) from the data URL, with errors that name the file and say what to do."""
     return load_batch(data_url, name, storage_options, max_rows=max_rows, max_bytes=max_bytes).frame
+
+
+def open_batch(
+    data_url: str,
+    name: str,
+    storage_options: files.StorageOptions | None = None,
+    *,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
+    max_memory_bytes: int | None = None,
+    max_local_bytes: int = DEFAULT_MAX_LOCAL_BYTES,
+    columns: Collection[str] | None = None,
+) -> BatchFile | DatasetBatch:
+    """A batch file read as ``load_batch`` reads it, or a Parquet dataset batch: read into one frame as well when
+    its wanted columns fit in ``max_local_bytes`` once decoded, else opened only (footers read, nothing decoded)
+    for the steps to process part by part on the cluster. ``max_rows`` bounds a dataset too; ``max_bytes`` and
+    ``max_memory_bytes`` bound what one process reads."""
+    url = files.join(data_url, check_batch_name(name))
+    if not is_dataset(url, storage_options):
+        return load_batch(
+            data_url,
+            name,
+            storage_options,
+            max_rows=max_rows,
+            max_bytes=max_bytes,
+            max_memory_bytes=max_memory_bytes,
+            columns=columns,
+        )
+    dataset = open_dataset(url, storage_options, columns)
+    check_batch_limits(url, rows=dataset.rows, max_rows=max_rows)
+    if dataset.in_memory_bytes > max_local_bytes:
+        return dataset
+    check_batch_limits(url, memory_bytes=dataset.in_memory_bytes, max_memory_bytes=max_memory_bytes)
+    return BatchFile(read_dataset(dataset, storage_options), dataset.unread_columns, dataset.in_memory_bytes)
 
 
 def load_batch(

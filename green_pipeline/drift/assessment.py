@@ -54,6 +54,7 @@ def assess_batch(
     history: GateHistory | None = None,
     pooled: Mapping[str, pd.DataFrame] | None = None,
     champion_scores: np.ndarray | None = None,
+    population: int | None = None,
 ) -> tuple[DriftAssessment, str | None]:
     """Drift that matters to the champion and its AUC interval on the batch, the decision, and the HTML report if
     ``drift_settings.report_html`` wants it for this decision (``report_wanted``), else None.
@@ -64,6 +65,7 @@ def assess_batch(
     ``reference_key`` (see ``reference_key``) lets the drift step reuse the reference's profile across batches.
     ``champion_scores`` are the champion's scores of the judged rows (``judged_rows``' order), as the drift step
     computed them once for this check and for ``predictions``; without them the champion's booster scores here.
+    ``population`` is the batch's size when ``frame`` is a uniform sample of it (a dataset batch on the cluster).
     """
     history, pooled, settings = history or GateHistory(), pooled or {}, drift_settings or DriftSettings()
     judged = judged_rows(frame, pooled)
@@ -87,7 +89,16 @@ def assess_batch(
         return record(
             drift=unjudged, decision=decision, champion_auc=None, champion_deployed_auc=None, labelled_rows=labelled
         ), None
-    drift = detect_drift(judged, champion.reference, champion.schema, thresholds.drift_share, settings, reference_key)
+    judged_population = None if population is None else population + len(judged) - len(frame)
+    drift = detect_drift(
+        judged,
+        champion.reference,
+        champion.schema,
+        thresholds.drift_share,
+        settings,
+        reference_key,
+        population=judged_population,
+    )
     drift = weigh(drift, feature_importance(champion.booster))
     interval = _champion_interval(champion, judged, thresholds.decision_confidence, champion_scores)
     deployed_auc = champion.metadata.get("metrics", {}).get("test_auc")

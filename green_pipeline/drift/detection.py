@@ -151,26 +151,30 @@ def detect_drift(
     settings: DriftSettings | None = None,
     reference_key: str | None = None,
     profiles: ReferenceProfiles = PROFILES,
+    population: int | None = None,
 ) -> DriftResult:
     """Evidently's per-column drift tests on (samples of) the batch and the reference; no HTML (``render_report``).
 
     ``reference_key`` (model version and reference checksum) lets later batches reuse the reference's profile.
+    ``population`` is the batch's size when ``current`` is already a uniform sample of it (a dataset batch sampled
+    part by part on the cluster): the error bounds are then those of a sample of the whole batch.
     """
     settings = settings or DriftSettings()
-    context, cached = _comparison(current, reference, schema, settings, reference_key, profiles)
+    population = population or len(current)
+    context, cached = _comparison(current, reference, schema, settings, reference_key, profiles, population)
     batch, profile = context.batch, context.profile
     tests = {column: _test_of(profile, column, current, schema) for column in schema.features}
     with ThreadPoolExecutor(max_workers=TEST_THREADS) as pool:
         columns = tuple(pool.map(context.test, tests.items()))
     drifted = sum(c.drifted for c in columns)
     sample = DriftSample(
-        sampled=len(batch) < len(current) or len(profile.sample) < profile.rows,
+        sampled=len(batch) < population or len(profile.sample) < profile.rows,
         current_rows=len(batch),
         reference_rows=len(profile.sample),
         seed=settings.seed,
         confidence=settings.confidence,
         cdf_error_bound=max(
-            cdf_error_bound(len(batch), len(current), settings.confidence),
+            cdf_error_bound(len(batch), population, settings.confidence),
             cdf_error_bound(len(profile.sample), profile.rows, settings.confidence),
         ),
         reference_cached=cached,
@@ -182,7 +186,7 @@ def detect_drift(
         column_count=len(columns),
         threshold=threshold,
         reference_rows=len(reference),
-        current_rows=len(current),
+        current_rows=population,
         columns=columns,
         sample=sample,
     )
@@ -204,7 +208,7 @@ def render_report(
             f"no drift report for a batch of {result.current_rows} rows that was not compared with a reference."
         )
     settings = settings or DriftSettings()
-    context, _ = _comparison(current, reference, schema, settings, reference_key, profiles)
+    context, _ = _comparison(current, reference, schema, settings, reference_key, profiles, result.current_rows)
     return context.report(
         {column: _test_of(context.profile, column, current, schema) for column in result.sample.report_columns}
     )
@@ -231,11 +235,12 @@ def _comparison(
     settings: DriftSettings,
     key: str | None,
     profiles: ReferenceProfiles,
+    population: int,
 ) -> tuple[_Comparison, bool]:
     """The sampled batch against the reference's profile, and whether the profile came from the cache."""
     profile, cached = profiles.get(key, reference, schema, settings)
     batch = evidently_frame(take_sample(current, settings, stream=0), schema)
-    return _Comparison(batch, profile, schema, (len(current), len(reference)), settings.confidence), cached
+    return _Comparison(batch, profile, schema, (population, len(reference)), settings.confidence), cached
 
 
 def _test_of(profile: ReferenceProfile, column: str, current: pd.DataFrame, schema: FeatureSchema) -> StatTest:

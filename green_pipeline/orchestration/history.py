@@ -24,7 +24,6 @@ from green_pipeline.orchestration.metadata import (
     DriftDecision,
 )
 from green_pipeline.orchestration.resources import ArtifactStorage
-from green_pipeline.records import CandidateModel
 from green_pipeline.training.policy import GateHistory, Outcome, PastBatch, Trigger, gate_history
 
 #: Drift reports read per query: a decision usually needs only those since the last promotion.
@@ -102,14 +101,6 @@ def latest_metadata(instance: DagsterInstance, key: AssetKey, batch: str) -> Map
     ).records
     materialization = records[0].asset_materialization if records else None
     return materialization.metadata if materialization is not None else None
-
-
-def learning_batches(
-    instance: DagsterInstance, artifacts: ArtifactStorage, candidate: CandidateModel, frame: pd.DataFrame
-) -> dict[str, pd.DataFrame]:
-    """The rows ``candidate`` learned from, by batch: its pooled batches' (loaded as the drift step loaded them)
-    and ``frame``, its own batch's. Compression, evaluation and deployment see the rows training saw."""
-    return {**load_batches(instance, artifacts, candidate.pooled_batches), candidate.batch: frame}
 
 
 def _latest_first(instance: DagsterInstance, key: AssetKey) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -12,6 +12,7 @@ from dagster import (
     InitResourceContext,
     ResourceDependency,
 )
+from distributed import Client
 from pydantic import Field, PrivateAttr
 
 from green_pipeline.carbon.deferral import DeferralSettings
@@ -24,9 +25,10 @@ from green_pipeline.carbon.intensity import (
     IntensityProvider,
 )
 from green_pipeline.compression.search import CompressionSettings
-from green_pipeline.data.batches import memory_budget
+from green_pipeline.data.batches import DEFAULT_MAX_LOCAL_BYTES, memory_budget
 from green_pipeline.data.schema import DatasetSpec
 from green_pipeline.demo.stream import LABEL
+from green_pipeline.distributed.cluster import Cluster, ClusterSettings, connect
 from green_pipeline.drift.assessment import MonitoringThresholds
 from green_pipeline.drift.sampling import DriftSettings, HtmlReport
 from green_pipeline.energy.budget import Budget, BudgetSettings, BudgetSeverity
@@ -43,6 +45,7 @@ DEFAULT_ROOT = ".green_pipeline"
 _ENERGY, _TRAINING, _RULES = EnergySettings(), TrainingSettings(), StrategyRules()
 _DRIFT, _THRESHOLDS, _COMPRESSION = DriftSettings(), MonitoringThresholds(), CompressionSettings()
 _DEFERRAL, _BUDGETS, _TUNING = DeferralSettings(), BudgetSettings(), TuningSettings()
+_CLUSTER = ClusterSettings()
 
 
 class ObjectStorage(ConfigurableResource):
@@ -88,6 +91,13 @@ class DatasetResource(ConfigurableResource):
         le=1.0,
         description="A batch whose read would take more than this share of the memory available is refused "
         "before it is decoded (estimated from its first rows); the steps after it hold a few copies of it.",
+    )
+    max_local_bytes: int = Field(
+        default=DEFAULT_MAX_LOCAL_BYTES,
+        gt=0,
+        description="A Parquet dataset batch whose columns would take more memory than this once decoded (estimated "
+        "from its first rows) is processed part by part on the Dask cluster (the dask resource); below it, its parts "
+        "are read into one frame and the steps run in their process. Single files always run in process.",
     )
     storage: ResourceDependency[ObjectStorage]
 
@@ -481,6 +491,45 @@ class CarbonAwareScheduling(ConfigurableResource):
         )
 
 
+class DaskResource(ConfigurableResource):
+    """The Dask cluster on which the steps process a batch past ``dataset.max_local_bytes``: a scheduler's address,
+    or a local cluster of worker processes started on first use in a run and closed when the run's steps end."""
+
+    scheduler_address: str | None = Field(
+        default=_CLUSTER.scheduler_address,
+        description="e.g. tcp://dask-scheduler:8786. Unset: a local cluster of n_workers processes on this machine.",
+    )
+    n_workers: int = Field(default=_CLUSTER.n_workers, ge=1, description="Workers of the local cluster.")
+    threads_per_worker: int = Field(default=_CLUSTER.threads_per_worker, ge=1)
+    memory_limit: str = Field(
+        default=_CLUSTER.memory_limit,
+        description="Memory per worker of the local cluster (Dask's format, e.g. 4GiB): past it Dask spills to "
+        "disk, pauses, then restarts the worker.",
+    )
+
+    _cluster: Cluster | None = PrivateAttr(default=None)
+
+    def to_settings(self) -> ClusterSettings:
+        return ClusterSettings(
+            scheduler_address=self.scheduler_address,
+            n_workers=self.n_workers,
+            threads_per_worker=self.threads_per_worker,
+            memory_limit=self.memory_limit,
+        )
+
+    def client(self) -> Client:
+        """The run's client, connecting (or starting the local cluster) on first use: a run of small batches never
+        starts one."""
+        if self._cluster is None:
+            self._cluster = connect(self.to_settings())
+        return self._cluster.client
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+
 class ArtifactStorage(ConfigurableResource):
     """Where step outputs and reports of runs are kept (local path or s3:// URL)."""
 
@@ -490,6 +539,10 @@ class ArtifactStorage(ConfigurableResource):
     def url(self, *parts: str) -> str:
         """``base_url`` joined with ``parts``, each one plain name: a partition key inside one cannot leave it."""
         return files.join(self.base_url, *map(files.validate_batch_key, parts))
+
+    def options(self, url: str) -> dict[str, Any]:
+        """The storage options of ``url`` (an artefact's), for code that reads or writes it itself."""
+        return self.storage.options_for(url)
 
     def write(self, url: str, payload: bytes) -> None:
         files.write_bytes_atomic(url, payload, self.storage.options_for(url))

@@ -23,6 +23,7 @@ from green_pipeline.carbon.deferral import DeferralSettings
 from green_pipeline.compression.search import CompressionSettings
 from green_pipeline.data.schema import DatasetSpec
 from green_pipeline.demo.stream import LABEL
+from green_pipeline.distributed.cluster import ClusterSettings
 from green_pipeline.drift.assessment import MonitoringThresholds
 from green_pipeline.drift.sampling import DriftSettings
 from green_pipeline.energy.budget import BudgetSettings
@@ -31,6 +32,7 @@ from green_pipeline.orchestration.resources import (
     ArtifactStorage,
     CarbonAwareScheduling,
     CheckThresholds,
+    DaskResource,
     DatasetResource,
     EnergyResource,
     MlflowTracking,
@@ -54,6 +56,7 @@ DOCUMENTED = {
     "object_storage": ObjectStorage,
     "check_thresholds": CheckThresholds,
     "mlflow_tracking": MlflowTracking,
+    "dask": DaskResource,
 }
 
 
@@ -118,6 +121,7 @@ MIRRORS = {
     "energy": Mirror((EnergyResource,), EnergyResource.to_settings, EnergySettings()),
     "carbon_aware": Mirror((CarbonAwareScheduling,), CarbonAwareScheduling.to_settings, DeferralSettings()),
     "check_thresholds": Mirror((CheckThresholds,), CheckThresholds.to_settings, BudgetSettings()),
+    "dask": Mirror((DaskResource,), DaskResource.to_settings, ClusterSettings()),
     "dataset": Mirror(
         (DatasetResource,), DatasetResource.to_settings, DatasetSpec(label=LABEL), required={"storage": ObjectStorage()}
     ),
