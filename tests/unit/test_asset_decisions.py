@@ -32,6 +32,7 @@ from green_pipeline.orchestration.resources import (
     ArtifactStorage,
     CarbonAwareScheduling,
     CheckThresholds,
+    DaskResource,
     DatasetResource,
     EnergyResource,
     MlflowTracking,
@@ -68,6 +69,8 @@ def _resources(root: Path, **overrides: Any) -> dict[str, Any]:
         "carbon_aware": CarbonAwareScheduling(),
         "check_thresholds": CheckThresholds(),
         "mlflow_tracking": MlflowTracking(),
+        # Never connected: these batches are frames, below dataset.max_local_bytes.
+        "dask": DaskResource(),
         **overrides,
     }
 
