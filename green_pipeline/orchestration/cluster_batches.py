@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import pandas as pd
+from distributed import Client
 
 from green_pipeline.data.datasets import DatasetBatch
 from green_pipeline.data.schema import DatasetSpec, FeatureSchema
@@ -41,7 +42,7 @@ T = TypeVar("T")
 _SPLIT_SIDES = ("valid", "test", "train_sample")
 
 
-def on_cluster(dask: DaskResource, energy: EnergyResource, work: Callable[..., T]) -> tuple[T, dict[str, object]]:
+def on_cluster(dask: DaskResource, energy: EnergyResource, work: Callable[[Client], T]) -> tuple[T, dict[str, object]]:
     """``work(client)`` on the run's cluster, with the workers' energy charged to the step; its result and the
     metadata naming the workers, hosts and their energy."""
     client = dask.client()

@@ -83,6 +83,13 @@ def load_batches(
     for batch in batches:
         metadata = latest_metadata(instance, VALIDATED_BATCH, batch)
         url = metadata.get(ARTIFACT_URL) if metadata is not None else None
+        if url is not None and str(url.value).endswith(".json"):
+            raise EventLogError(
+                f"batch {batch!r} is a Parquet dataset processed on the Dask cluster (past dataset.max_local_bytes): "
+                "its rows are never loaded into one process, so it cannot be pooled with other batches nor its HTML "
+                "drift report rendered on demand (its drift step renders it: policy.drift_report_html: always). "
+                "Raise dataset.max_local_bytes for datasets this small."
+            )
         payload = artifacts.read(str(url.value)) if url is not None else None
         if payload is None:
             raise EventLogError(

@@ -13,6 +13,9 @@ from green_pipeline.app.definitions import defs
 from green_pipeline.app.runner import BatchOutcome, process_batches
 from green_pipeline.data.datasets import SUCCESS_MARKER
 from green_pipeline.demo.stream import StreamSpec, write_stream
+from green_pipeline.errors import EventLogError
+from green_pipeline.orchestration.history import load_batches
+from green_pipeline.orchestration.resources import ArtifactStorage, ObjectStorage
 
 from .conftest import Workspace
 
@@ -104,3 +107,10 @@ def test_a_dataset_batch_writes_complete_parquet_datasets(runs: dict[str, tuple]
         parts = sorted(folder.glob("part-*.parquet"))
         assert len(parts) == PARTS
         assert sum(len(pd.read_parquet(part)) for part in parts) == STREAM.rows_per_day
+
+
+def test_a_dataset_batch_is_never_loaded_into_one_process(runs: dict[str, tuple], tmp_path: Path) -> None:
+    instance, outcomes = runs["dask"]
+    artifacts = ArtifactStorage(storage=ObjectStorage(), base_url=str(tmp_path))
+    with pytest.raises(EventLogError, match="is a Parquet dataset processed on the Dask cluster"):
+        load_batches(instance, artifacts, [outcomes[0].batch])
