@@ -164,23 +164,31 @@ def test_an_error_in_the_measured_body_propagates_and_still_leaves_a_report() ->
     assert measurement.report.status == EnergyStatus.ESTIMATED
 
 
-def test_blocks_open_at_once_on_two_threads_add_up_to_the_same_blocks_one_at_a_time() -> None:
+def test_blocks_open_at_once_on_two_threads_share_the_process_cpu_between_them() -> None:
+    """Two blocks open at once on two threads are charged, together, the process's CPU time of that window, at the
+    rate one block alone is charged. The same work's CPU time itself is not compared between the two runs: on a busy
+    machine two threads at once take more CPU seconds for it than one thread at a time (the cores' caches and memory
+    bandwidth are shared), which made an earlier version of this test fail under load."""
+
     def measured(reports: list) -> None:
         with measure_energy(EnergySettings()) as measurement:
             parallel_work()
         reports.append(measurement.report)
 
     alone: list = []
+    cpu_started = time.process_time()
     measured(alone)
-    measured(alone)
+    kwh_per_cpu_s = alone[0].cpu_energy_kwh / (time.process_time() - cpu_started)
     together: list = []
     threads = [threading.Thread(target=measured, args=(together,)) for _ in range(2)]
+    cpu_started = time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    together_cpu_s = time.process_time() - cpu_started
 
-    assert sum(r.cpu_energy_kwh for r in together) == pytest.approx(sum(r.cpu_energy_kwh for r in alone), rel=0.15)
+    assert sum(r.cpu_energy_kwh for r in together) == pytest.approx(together_cpu_s * kwh_per_cpu_s, rel=0.1)
     assert all("shared its process with 1 block(s)" in r.method for r in together)
     assert not any("shared" in r.method for r in alone)
 
