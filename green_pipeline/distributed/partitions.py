@@ -60,7 +60,7 @@ class DatasetSplit:
     """The held-out rows of a dataset batch and a sample of its training rows, as pandas frames.
 
     A row is held out for testing when its draw is below ``holdout``, for validation when below ``2 * holdout``,
-    and trains otherwise (``training_rows``); ``train_sample`` holds up to ``MAX_TRAIN_SAMPLE_ROWS`` of those.
+    and trains otherwise (``training_arrays``); ``train_sample`` holds up to ``MAX_TRAIN_SAMPLE_ROWS`` of those.
     """
 
     holdout: float

@@ -26,12 +26,19 @@ from green_pipeline.distributed.training import boost_on_dask
 from green_pipeline.drift.assessment import MonitoringThresholds
 from green_pipeline.energy.measurement import EnergySettings, measure_energy
 from green_pipeline.errors import TrainingError
-from green_pipeline.records import CandidateModel, DriftAssessment
+from green_pipeline.records import DriftAssessment
 from green_pipeline.store import files
 from green_pipeline.store.model_store import DeployedModel
 from green_pipeline.training.evaluation import auc
 from green_pipeline.training.policy import QualityBar, Strategy, StrategyRules, choose_final, meets_bar, quality_bar
-from green_pipeline.training.retraining import Attempt, Retrained, RetrainingOutcome, plan_for, split_batches
+from green_pipeline.training.retraining import (
+    Attempt,
+    Retrained,
+    RetrainingOutcome,
+    plan_for,
+    retrained,
+    split_batches,
+)
 from green_pipeline.training.trainer import BatchSplit, TrainingSettings
 from green_pipeline.training.tuning import TuningHistory
 
@@ -123,19 +130,7 @@ def retrain_dataset(
         reason="; ".join([plan.reason, *notes, f"chosen: {why}"]),
         history=history.next_training() if history else None,
     )
-    candidate = CandidateModel(
-        batch=name,
-        model_text=result.booster.model_to_string(),
-        schema=schema,
-        strategy=result.strategy,
-        parent_version=champion.version if champion else None,
-        trees=result.trees,
-        new_trees=result.new_trees,
-        train_rows=result.train_rows,
-        pooled_batches=tuple(pooled or {}),
-        tuning=outcome.history,
-    )
-    return Retrained(candidate, outcome)
+    return retrained(name, outcome, schema, champion, pooled)
 
 
 def held_out_split(split: DatasetSplit, pooled: Mapping[str, pd.DataFrame], label: str, batch: str) -> BatchSplit:

@@ -118,12 +118,6 @@ def validation_curve(
     return curve
 
 
-def ranked_auc(positives: np.ndarray, scores: np.ndarray) -> float:
-    """The ROC AUC of ``scores`` (``sklearn.metrics.roc_auc_score``'s: ties count half)."""
-    order = np.argsort(scores, kind="stable")
-    return sorted_auc(positives[order], scores[order])
-
-
 def sorted_auc(positives: np.ndarray, scores: np.ndarray) -> float:
     """The ROC AUC of ``scores`` sorted in ascending order, ``positives`` in the same order: each positive counts
     the negatives below it, and half of those tied with it."""

@@ -42,7 +42,7 @@ from green_pipeline.training.trainer import (
     split_batch,
     train_model,
 )
-from green_pipeline.training.transfer import TransferSource, keep_transfer
+from green_pipeline.training.transfer import SourceVersion, TransferSource, keep_transfer
 from green_pipeline.training.tuning import TuningHistory, TuningSettings, plan_tuning
 
 
@@ -183,6 +183,18 @@ def retrain_batch(
         outcome, schema = transfer_or_scratch(split, schema, transferring, source_schema, settings, energy, tuning)
     else:
         outcome = retrain(split, schema, champion, plan, rules, settings, energy, budget, champion_cache, tuning)
+    return retrained(batch, outcome, schema, champion, pooled, transferring.ref if transferring else None)
+
+
+def retrained(
+    batch: str,
+    outcome: RetrainingOutcome,
+    schema: FeatureSchema,
+    champion: DeployedModel | None,
+    pooled: Mapping[str, pd.DataFrame] | None,
+    transfer_source: SourceVersion | None = None,
+) -> Retrained:
+    """The challenger ``outcome`` chose, as the next steps receive it, with how it was chosen."""
     result = outcome.result
     candidate = CandidateModel(
         batch=batch,
@@ -194,7 +206,7 @@ def retrain_batch(
         new_trees=result.new_trees,
         train_rows=result.train_rows,
         pooled_batches=tuple(pooled or {}),
-        transfer_source=transferring.ref if transferring else None,
+        transfer_source=transfer_source,
         tuning=outcome.history,
     )
     return Retrained(candidate, outcome)
