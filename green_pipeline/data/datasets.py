@@ -10,8 +10,7 @@ nothing changes; above it the steps work part by part on a Dask cluster (``green
 from __future__ import annotations
 
 import io
-import posixpath
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -98,10 +97,10 @@ def open_dataset(
         parts.append(PartFile(part_url, rows))
     assert schema is not None
     wanted = tuple(name for name in schema if columns is None or name in columns)
-    batch = DatasetBatch(url, tuple(parts), wanted, tuple(n for n in schema if n not in wanted), 0)
-    if batch.rows == 0:
+    if not any(part.rows for part in parts):
         raise InvalidBatchError(f"{url}: the dataset's part files hold no rows; check the job that wrote them.")
-    return DatasetBatch(url, batch.parts, wanted, batch.unread_columns, _memory_estimate(batch, storage_options))
+    unread = tuple(name for name in schema if name not in wanted)
+    return DatasetBatch(url, tuple(parts), wanted, unread, _memory_estimate(parts, wanted, storage_options))
 
 
 def read_part(url: str, columns: Collection[str], storage_options: files.StorageOptions | None = None) -> pd.DataFrame:
@@ -121,11 +120,6 @@ def read_dataset(batch: DatasetBatch, storage_options: files.StorageOptions | No
     return pd.concat(frames, ignore_index=True)
 
 
-def part_name(url: str) -> str:
-    """A part file's name, as errors and metadata show it."""
-    return posixpath.basename(url)
-
-
 def _footer(url: str, storage_options: files.StorageOptions | None) -> tuple[tuple[str, ...], int]:
     fs, path = files.filesystem(url, storage_options)
     try:
@@ -141,12 +135,14 @@ def _footer(url: str, storage_options: files.StorageOptions | None) -> tuple[tup
     return names, int(rows)
 
 
-def _memory_estimate(batch: DatasetBatch, storage_options: files.StorageOptions | None) -> int:
-    """Bytes of the wanted columns decoded, extrapolated from the first rows of the first non-empty part."""
-    first = next(part for part in batch.parts if part.rows)
+def _memory_estimate(
+    parts: Sequence[PartFile], columns: Sequence[str], storage_options: files.StorageOptions | None
+) -> int:
+    """Bytes of ``columns`` decoded, extrapolated from the first rows of the first non-empty part."""
+    first = next(part for part in parts if part.rows)
     fs, path = files.filesystem(first.url, storage_options)
     with fs.open(path, "rb") as handle:
-        head = next(pq.ParquetFile(handle).iter_batches(batch_size=ESTIMATE_ROWS, columns=list(batch.columns)))
+        head = next(pq.ParquetFile(handle).iter_batches(batch_size=ESTIMATE_ROWS, columns=list(columns)))
     sample = pa.Table.from_batches([head]).to_pandas(strings_to_categorical=True)
     per_row = float(sample.memory_usage(index=False, deep=True).sum()) / max(len(sample), 1)
-    return int(per_row * batch.rows)
+    return int(per_row * sum(part.rows for part in parts))
